@@ -1,0 +1,127 @@
+//! Who may do what to a session. Every endpoint asks [`authorize`]; it is the single place the
+//! rule lives until a policy engine replaces it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{OrgId, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "member" => Some(Self::Member),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated user acting inside one organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub user: UserId,
+    pub user_name: String,
+    pub org: OrgId,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionAction {
+    Create,
+    View,
+    Attach,
+    Detach,
+    Takeover,
+    Terminate,
+}
+
+/// The session an action applies to, as far as the rule needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionFacts {
+    pub org: OrgId,
+    pub owner: UserId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// The object is outside the actor's organisation or not theirs to see: answer as if missing.
+    Hidden,
+    /// Visible, but this action needs a higher role.
+    Forbidden,
+}
+
+/// Decides an action on a session. A member sees and acts only on their own sessions; an admin
+/// acts on every session of their organisation; nobody sees another organisation's sessions.
+pub fn authorize(actor: &Actor, action: SessionAction, session: SessionFacts) -> Decision {
+    if actor.org != session.org {
+        return Decision::Hidden;
+    }
+    if actor.role == Role::Admin || actor.user == session.owner {
+        return Decision::Allow;
+    }
+    match action {
+        SessionAction::Takeover => Decision::Forbidden,
+        _ => Decision::Hidden,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    const ACTIONS: [SessionAction; 6] = [
+        SessionAction::Create,
+        SessionAction::View,
+        SessionAction::Attach,
+        SessionAction::Detach,
+        SessionAction::Takeover,
+        SessionAction::Terminate,
+    ];
+
+    fn actor(user: u128, org: u128, role: Role) -> Actor {
+        Actor { user: UserId(Uuid::from_u128(user)), user_name: "x".into(), org: OrgId(Uuid::from_u128(org)), role }
+    }
+
+    fn facts(owner: u128, org: u128) -> SessionFacts {
+        SessionFacts { org: OrgId(Uuid::from_u128(org)), owner: UserId(Uuid::from_u128(owner)) }
+    }
+
+    #[test]
+    fn owner_may_do_everything() {
+        for action in ACTIONS {
+            assert_eq!(authorize(&actor(1, 1, Role::Member), action, facts(1, 1)), Decision::Allow);
+        }
+    }
+
+    #[test]
+    fn member_cannot_see_others_sessions() {
+        for action in ACTIONS {
+            let expected = if action == SessionAction::Takeover { Decision::Forbidden } else { Decision::Hidden };
+            assert_eq!(authorize(&actor(2, 1, Role::Member), action, facts(1, 1)), expected, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn admin_acts_within_own_org_only() {
+        for action in ACTIONS {
+            assert_eq!(authorize(&actor(2, 1, Role::Admin), action, facts(1, 1)), Decision::Allow);
+            assert_eq!(authorize(&actor(2, 2, Role::Admin), action, facts(1, 1)), Decision::Hidden);
+        }
+    }
+}
