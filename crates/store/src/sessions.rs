@@ -389,3 +389,21 @@ fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
         ended_at: row.get("ended_at"),
     })
 }
+
+impl Store {
+    /// Current state of each listed session that exists, for a worker's reconciliation.
+    pub async fn session_states(&self, ids: &[SessionId]) -> Result<Vec<(SessionId, SessionState, Option<String>)>, StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+        let rows = sqlx::query("SELECT id, state, reason FROM sessions WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let state: String = row.get("state");
+                let state = state.parse().map_err(|_| StoreError::Corrupt(format!("session state {state:?}")))?;
+                Ok((SessionId(row.get("id")), state, row.get("reason")))
+            })
+            .collect()
+    }
+}

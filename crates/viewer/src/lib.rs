@@ -13,6 +13,8 @@ pub use server::{ControlInfo, ServerMessage};
 pub mod close_code {
     /// The session was terminated; a `state` message with the reason precedes the close.
     pub const TERMINATED: u16 = 4000;
+    /// Someone detached the session through the API; the viewer should not reconnect.
+    pub const DETACHED: u16 = 4001;
     pub const BAD_MESSAGE: u16 = 4400;
     pub const BAD_TOKEN: u16 = 4401;
     pub const SESSION_GONE: u16 = 4404;
