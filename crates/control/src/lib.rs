@@ -1,1 +1,95 @@
-//! Placeholder.
+//! The control plane: REST API for people and automation, authentication, the access rule,
+//! session dispatch to workers, and the sweep that marks sessions of dead workers `lost`.
+//! It never holds an RDP connection.
+
+mod auth;
+mod dispatch;
+mod error;
+mod openapi;
+mod reaper;
+mod routes;
+mod views;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use rdp_proxy_coord::{Coord, TokenStore};
+use rdp_proxy_store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::hash_password;
+pub use error::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub listen: SocketAddr,
+    /// Key for signing access tokens (HMAC-SHA256); at least 32 bytes.
+    pub token_secret: Vec<u8>,
+    pub access_token_ttl: Duration,
+    /// Shared secret presented to workers' internal API.
+    pub cluster_secret: String,
+    /// How long a worker may miss heartbeats before its sessions become `lost`.
+    pub lost_grace: Duration,
+    pub sweep_interval: Duration,
+    /// Directory with the portal and viewer pages.
+    pub web_dir: PathBuf,
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) config: Arc<ControlConfig>,
+    pub(crate) store: Store,
+    pub(crate) coord: Coord,
+    pub(crate) tokens: TokenStore,
+    pub(crate) http: reqwest::Client,
+}
+
+/// A bound, not yet serving control plane.
+pub struct Control {
+    state: AppState,
+    listener: tokio::net::TcpListener,
+}
+
+impl Control {
+    pub async fn bind(config: ControlConfig, store: Store, coord: Coord) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(std::io::Error::other)?;
+        let state = AppState { config: Arc::new(config), tokens: TokenStore::new(coord.clone()), store, coord, http };
+        Ok(Self { state, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let Control { state, listener } = self;
+        tracing::info!(addr = %listener.local_addr()?, "Control plane started");
+        let sweep = tokio::spawn(reaper::run(state.clone(), shutdown.clone()));
+        let app = router(state);
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        sweep.abort();
+        tracing::info!("Control plane stopped");
+        result
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let web = tower_http::services::ServeDir::new(&state.config.web_dir);
+    Router::new()
+        .merge(routes::router())
+        .merge(openapi::router())
+        .with_state(state)
+        .fallback_service(web)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
