@@ -1,1 +1,67 @@
-fn main() {}
+//! `rdp-proxy`: one binary with a subcommand per role. Logic lives in the library crates; this
+//! file only parses arguments and wires them together.
+
+mod admin;
+mod cli;
+mod dev;
+mod local;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rdp-proxy", version, about = "Hold remote desktops on the platform: connect, detach, reattach, take over, terminate")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (HTTP API, portal, session dispatch).
+    Control(serve::ControlArgs),
+    /// Run a worker that holds RDP sessions and serves their viewers.
+    Worker(serve::WorkerArgs),
+    /// Apply database migrations and exit.
+    Migrate(serve::DatabaseArgs),
+    /// Start a private PostgreSQL and Redis, a worker and the control plane, and seed demo data.
+    Dev(dev::DevArgs),
+    /// Manage users and targets directly in the database.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Log in to a control plane and store the access token for the other CLI commands.
+    Login(cli::LoginArgs),
+    /// List, open, attach to, detach, take over and terminate sessions.
+    #[command(subcommand)]
+    Sessions(cli::SessionsCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match args.command {
+            Command::Control(args) => serve::control(args).await,
+            Command::Worker(args) => serve::worker(args).await,
+            Command::Migrate(args) => serve::migrate(args).await,
+            Command::Dev(args) => dev::run(args).await,
+            Command::Admin(command) => admin::run(command).await,
+            Command::Login(args) => cli::login(args).await,
+            Command::Sessions(command) => cli::sessions(command).await,
+        }
+    })
+}
+
+/// Logs to stderr; `RDP_PROXY_LOG` takes a tracing filter (default `info`) and
+/// `RDP_PROXY_LOG_FORMAT=json` switches to JSON lines.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RDP_PROXY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("RDP_PROXY_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,204 @@
+//! `rdp-proxy dev`: the embedded default. One command starts a private PostgreSQL and Redis in a
+//! data directory, applies migrations, seeds a demo organisation with a member, an admin and
+//! (when given) a demo RDP target, runs a worker as a child process and the control plane in
+//! this process, and prints the URL and the credentials.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::Context;
+use clap::Args;
+use rand::RngCore;
+use rdp_proxy_control::Control;
+use rdp_proxy_core::access::Role;
+use rdp_proxy_coord::Coord;
+use rdp_proxy_store::{NewTarget, Store, TargetSecret};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::local::{LocalPostgres, LocalRedis};
+use crate::serve::{CommonArgs, ControlArgs, DatabaseArgs};
+
+#[derive(Args)]
+pub(crate) struct DevArgs {
+    /// Directory for the database, Redis and generated secrets; kept between runs.
+    #[arg(long, default_value = ".dev")]
+    data_dir: PathBuf,
+    /// Address of the portal and API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Register a demo RDP target at HOST:PORT (for example the one `scripts/demo-target.sh` starts).
+    #[arg(long)]
+    demo_target: Option<String>,
+    /// User name on the demo target.
+    #[arg(long, default_value = "demo")]
+    demo_target_user: String,
+    /// Password on the demo target.
+    #[arg(long, env = "RDP_PROXY_DEMO_TARGET_PASSWORD", default_value = "demo-desktop", hide_env_values = true)]
+    demo_target_password: String,
+    /// Security mode of the demo target: auto, tls or nla.
+    #[arg(long, default_value = "nla")]
+    demo_target_security: String,
+    /// Directory with the portal and viewer pages.
+    #[arg(long, env = "RDP_PROXY_WEB_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web"))]
+    web_dir: PathBuf,
+}
+
+/// Secrets generated on the first run and reused afterwards.
+#[derive(Serialize, Deserialize)]
+struct DevSecrets {
+    database_password: String,
+    redis_password: String,
+    token_secret: String,
+    cluster_secret: String,
+    member_password: String,
+    admin_password: String,
+}
+
+impl DevSecrets {
+    fn load_or_create(path: &Path) -> anyhow::Result<Self> {
+        if let Ok(raw) = std::fs::read_to_string(path) {
+            return serde_json::from_str(&raw).with_context(|| format!("{} is unreadable; delete it to regenerate", path.display()));
+        }
+        let secrets = Self {
+            database_password: random_hex(16),
+            redis_password: random_hex(16),
+            token_secret: random_hex(32),
+            cluster_secret: random_hex(24),
+            member_password: random_hex(6),
+            admin_password: random_hex(6),
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&secrets)?)?;
+        restrict_to_owner(path)?;
+        Ok(secrets)
+    }
+}
+
+pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("could not create {}", args.data_dir.display()))?;
+    let root = std::fs::canonicalize(&args.data_dir)?;
+    if crate::local::is_root() {
+        // PostgreSQL runs as another OS user and must traverse this directory.
+        set_mode(&root, 0o755)?;
+    }
+    let secrets = DevSecrets::load_or_create(&root.join("secrets.json"))?;
+    let postgres = LocalPostgres::start(&root, &secrets.database_password).await?;
+    let result = serve(&args, &root, &secrets, &postgres).await;
+    postgres.stop().await;
+    result
+}
+
+async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &LocalPostgres) -> anyhow::Result<()> {
+    postgres.ensure_database().await?;
+    let redis = LocalRedis::start(root, &secrets.redis_password).await?;
+    let common = CommonArgs {
+        database: DatabaseArgs { database_url: postgres.url() },
+        redis_url: redis.url(),
+        cluster_secret: secrets.cluster_secret.clone(),
+    };
+    let store = Store::connect(&common.database.database_url, 10).await?;
+    store.migrate().await.context("could not apply database migrations")?;
+    seed(&store, args, secrets).await?;
+    let mut worker = spawn_worker(&common).await?;
+    let control_args = ControlArgs {
+        common: common.clone(),
+        listen: args.listen,
+        token_secret: secrets.token_secret.clone(),
+        access_token_ttl_secs: 900,
+        lost_grace_secs: 15,
+        web_dir: args.web_dir.clone(),
+    };
+    let coord = Coord::connect(&common.redis_url).await?;
+    let control = Control::bind(control_args.config()?, store, coord)
+        .await
+        .with_context(|| format!("could not listen on {}; pass --listen with a free address", args.listen))?;
+    print_banner(control.local_addr()?, args, secrets, root);
+    let shutdown = crate::serve::shutdown_on_signal();
+    let result = tokio::select! {
+        result = control.run(shutdown.clone()) => result.map_err(Into::into),
+        status = worker.wait() => Err(anyhow::anyhow!("the worker exited unexpectedly ({})", status?)),
+    };
+    stop_child(&mut worker).await;
+    result
+}
+
+async fn seed(store: &Store, args: &DevArgs, secrets: &DevSecrets) -> anyhow::Result<()> {
+    crate::admin::add_user(store, "default", "demo", &secrets.member_password, Role::Member).await?;
+    crate::admin::add_user(store, "default", "admin", &secrets.admin_password, Role::Admin).await?;
+    if let Some(address) = &args.demo_target {
+        let (host, port) = address.rsplit_once(':').context("--demo-target must be HOST:PORT")?;
+        let port: u16 = port.parse().context("--demo-target port must be a number")?;
+        let org = store.ensure_org("default").await?;
+        let secret = TargetSecret {
+            username: args.demo_target_user.clone(),
+            password: args.demo_target_password.clone(),
+            domain: None,
+            cert_sha256: None,
+        };
+        let target = NewTarget { name: "demo-desktop".into(), host: host.to_owned(), port, security: args.demo_target_security.clone(), secret };
+        store.upsert_target(org, &target).await?;
+    }
+    Ok(())
+}
+
+/// Starts `rdp-proxy worker` as a child process and waits until it listens.
+async fn spawn_worker(common: &CommonArgs) -> anyhow::Result<Child> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("worker")
+        .env("RDP_PROXY_DATABASE_URL", &common.database.database_url)
+        .env("RDP_PROXY_REDIS_URL", &common.redis_url)
+        .env("RDP_PROXY_CLUSTER_SECRET", &common.cluster_secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("could not start the worker process")?;
+    let stdout = child.stdout.take().context("worker stdout missing")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .context("the worker did not start within 30 s")??;
+    anyhow::ensure!(first.is_some_and(|line| line.contains("listening")), "the worker exited during start-up");
+    Ok(child)
+}
+
+async fn stop_child(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+        if tokio::time::timeout(std::time::Duration::from_secs(15), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+fn print_banner(addr: std::net::SocketAddr, args: &DevArgs, secrets: &DevSecrets, root: &Path) {
+    println!();
+    println!("rdp-proxy dev is running");
+    println!("  Portal:       http://{addr}/");
+    println!("  Member login: demo / {}", secrets.member_password);
+    println!("  Admin login:  admin / {}", secrets.admin_password);
+    match &args.demo_target {
+        Some(target) => println!("  Demo desktop: demo-desktop at {target}"),
+        None => println!("  No demo desktop registered; pass --demo-target HOST:PORT or use scripts/demo.sh"),
+    }
+    println!("  API:          http://{addr}/api/openapi.json");
+    println!("  Data:         {} (credentials in secrets.json)", root.display());
+    println!("Press Ctrl-C to stop.");
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buffer);
+    hex::encode(buffer)
+}
+
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    set_mode(path, 0o600)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
