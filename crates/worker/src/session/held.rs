@@ -189,18 +189,19 @@ impl Held {
                 false => AttachError::Store(error.to_string()),
             });
         }
-        if let Some(old) = &granted.replaced
-            && let Some(sender) = self.viewers.get(&old.viewer)
-        {
-            let _ = sender.try_send(ViewerEvent::Send(ServerMessage::ControlLost { by: grant.user_name.clone(), at: now }));
-            let _ = self.input.try_send(InputEvent::ReleaseAll);
-        }
         let fence = granted.lease.fence;
         self.set_lease(Some(granted.lease));
         let (sender, events) = mpsc::channel(VIEWER_QUEUE);
         self.viewers.insert(viewer, sender);
         let _ = self.channels.viewers.send(self.viewers.len());
         self.broadcast_state();
+        // Sent after the state broadcast, so the replaced viewer's last word is who took control.
+        if let Some(old) = &granted.replaced
+            && let Some(sender) = self.viewers.get(&old.viewer)
+        {
+            let _ = sender.try_send(ViewerEvent::Send(ServerMessage::ControlLost { by: grant.user_name.clone(), at: now }));
+            let _ = self.input.try_send(InputEvent::ReleaseAll);
+        }
         tracing::info!(viewer.id = %viewer, user.id = %grant.user, fence = fence.0, mode = grant.mode.as_str(), "Viewer attached");
         Ok(Attachment { fence, screen: Arc::clone(&self.screen), events, commands: self.channels.commands.clone() })
     }

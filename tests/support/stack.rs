@@ -1,0 +1,154 @@
+//! A complete rdp-proxy deployment on loopback: PostgreSQL, Redis, one control plane and any
+//! number of worker processes, each a real `rdp-proxy` process on an OS-chosen port.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdp_proxy_testkit::{Postgres, ProcessGuard, Redis};
+
+pub const CLUSTER_SECRET: &str = "e2e-cluster-secret-0123456789";
+pub const TOKEN_SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// One `rdp-proxy` service process and the address it announced.
+pub struct Service {
+    pub process: ProcessGuard,
+    pub addr: String,
+}
+
+pub struct Stack {
+    pub env: Env,
+    pub postgres: Postgres,
+    pub redis: Redis,
+    pub control: Service,
+    pub workers: Vec<Service>,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts everything with one worker. Blocks until both services listen.
+    pub fn start(binary: &Path) -> Result<Self> {
+        let postgres = Postgres::start()?;
+        let database_url = postgres.create_database("rdp_proxy")?;
+        let redis = Redis::start()?;
+        let dir = tempfile::Builder::new().prefix("rdp-proxy-e2e-").tempdir()?;
+        let env = Env { binary: binary.to_path_buf(), database_url, redis_url: redis.url() };
+        env.migrate()?;
+        let control = env.spawn_control(dir.path())?;
+        let mut stack = Self { env, postgres, redis, control, workers: Vec::new(), dir };
+        stack.add_worker()?;
+        Ok(stack)
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.control.addr)
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts one more worker process and returns its index in `workers`.
+    pub fn add_worker(&mut self) -> Result<usize> {
+        let index = self.workers.len();
+        let mut command = self.env.base_command("worker");
+        command.args(["--listen", "127.0.0.1:0", "--heartbeat-ms", "500", "--connect-timeout-secs", "8"]);
+        let service = spawn_service("worker", &mut command, &self.dir.path().join(format!("worker-{index}.log")))?;
+        self.workers.push(service);
+        Ok(index)
+    }
+
+    /// Runs `rdp-proxy admin ARGS` and returns its JSON output.
+    pub fn admin(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let output = self.env.base_command("admin").args(args).output()?;
+        if !output.status.success() {
+            bail!("admin {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    pub fn add_user(&self, name: &str, password: &str, role: &str) -> Result<()> {
+        self.admin(&["user-add", "--name", name, "--password", password, "--role", role])?;
+        Ok(())
+    }
+
+    /// Registers a target and returns its id.
+    pub fn add_target(&self, name: &str, port: u16, security: &str, user: &str, password: &str) -> Result<String> {
+        let port = port.to_string();
+        let value = self.admin(&[
+            "target-add", "--name", name, "--host", "127.0.0.1", "--port", &port, "--security", security,
+            "--username", user, "--password", password,
+        ])?;
+        value["target_id"].as_str().map(str::to_owned).context("target-add printed no target_id")
+    }
+
+    /// Everything the services logged so far, for failure messages and secret checks.
+    pub fn logs(&self) -> String {
+        let mut text = self.control.process.log_text();
+        for worker in &self.workers {
+            text.push_str(&worker.process.log_text());
+        }
+        text
+    }
+}
+
+/// How to run the binary against this stack's databases.
+pub struct Env {
+    pub binary: PathBuf,
+    pub database_url: String,
+    pub redis_url: String,
+}
+
+impl Env {
+    pub fn base_command(&self, subcommand: &str) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg(subcommand)
+            .env("RDP_PROXY_DATABASE_URL", &self.database_url)
+            .env("RDP_PROXY_REDIS_URL", &self.redis_url)
+            .env("RDP_PROXY_CLUSTER_SECRET", CLUSTER_SECRET)
+            .env("RDP_PROXY_LOG", "info,rdp_proxy_worker=debug");
+        command
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let output = self.base_command("migrate").output()?;
+        if !output.status.success() {
+            bail!("migrate failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    }
+
+    fn spawn_control(&self, dir: &Path) -> Result<Service> {
+        let mut command = self.base_command("control");
+        command
+            .args(["--listen", "127.0.0.1:0", "--lost-grace-secs", "3"])
+            .env("RDP_PROXY_TOKEN_SECRET", TOKEN_SECRET)
+            .env("RDP_PROXY_WEB_DIR", web_dir());
+        spawn_service("control", &mut command, &dir.join("control.log"))
+    }
+}
+
+fn web_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("web")
+}
+
+/// Spawns a service and waits for its `listening` line (printed on stdout, logged to `log`).
+fn spawn_service(name: &str, command: &mut Command, log: &Path) -> Result<Service> {
+    let mut process = ProcessGuard::spawn_logged(name, command, log)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = process.log_text();
+        if let Some(line) = text.lines().find(|line| line.contains("\"event\":\"listening\"")) {
+            let value: serde_json::Value = serde_json::from_str(line)?;
+            let addr = value["addr"].as_str().context("listening line without addr")?.to_owned();
+            return Ok(Service { process, addr });
+        }
+        process.ensure_running().with_context(|| format!("{name} exited during start-up:\n{text}"))?;
+        if Instant::now() > deadline {
+            bail!("{name} did not announce its address within 60 s:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
