@@ -34,9 +34,25 @@ impl Desktop {
         xvfb.set_background(BACKGROUND)?;
         let shell_dir = tempfile::Builder::new().prefix("rdp-proxy-e2e-shell-").tempdir()?;
         let shell = format!("cd '{}' && exec bash --norc --noprofile", shell_dir.path().display());
-        let xterm = xvfb.spawn_xterm(&["-geometry", "80x20+300+200", "-bg", "yellow", "-fg", "black", "-e", "bash", "-c", &shell])?;
+        let xterm = xvfb.spawn_xterm(&[
+            "-geometry",
+            "80x20+300+200",
+            "-bg",
+            "yellow",
+            "-fg",
+            "black",
+            "-e",
+            "bash",
+            "-c",
+            &shell,
+        ])?;
         let shadow = ShadowServer::start(&xvfb, mode)?;
-        Ok(Self { xterm, shadow, xvfb, shell_dir })
+        Ok(Self {
+            xterm,
+            shadow,
+            xvfb,
+            shell_dir,
+        })
     }
 
     pub fn nla() -> Result<Self> {
@@ -63,12 +79,18 @@ pub fn start_stack() -> Result<Stack> {
 
 /// Counts established TCP connections whose local or remote port is `port`, with `ss`.
 pub fn established_to(port: u16) -> usize {
-    let output = std::process::Command::new("ss").args(["-Htn", "state", "established"]).output();
+    let output = std::process::Command::new("ss")
+        .args(["-Htn", "state", "established"])
+        .output();
     let Ok(output) = output else { return usize::MAX };
     let needle = format!("127.0.0.1:{port} ");
     String::from_utf8_lossy(&output.stdout)
         .lines()
-        .filter(|line| line.split_whitespace().nth(2).is_some_and(|local| format!("{local} ") == needle))
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(2)
+                .is_some_and(|local| format!("{local} ") == needle)
+        })
         .count()
 }
 

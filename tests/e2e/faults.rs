@@ -27,7 +27,9 @@ async fn open(api: &Api, target: &str) -> Result<(String, serde_json::Value)> {
     let deadline = std::time::Instant::now() + LONG;
     loop {
         let current = api.session(&id).await?;
-        if !matches!(current["state"].as_str(), Some("requested" | "connecting")) || std::time::Instant::now() > deadline {
+        if !matches!(current["state"].as_str(), Some("requested" | "connecting"))
+            || std::time::Instant::now() > deadline
+        {
             return Ok((id, current));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -36,7 +38,11 @@ async fn open(api: &Api, target: &str) -> Result<(String, serde_json::Value)> {
 
 async fn attach_raw(api: &Api, id: &str, mode: &str) -> Result<Hello> {
     let grant = api.attach(id, mode).await?;
-    viewer::connect(grant["ws_url"].as_str().context("no ws_url")?, grant["token"].as_str().context("no token")?).await
+    viewer::connect(
+        grant["ws_url"].as_str().context("no ws_url")?,
+        grant["token"].as_str().context("no token")?,
+    )
+    .await
 }
 
 fn ready(hello: Hello) -> Result<Box<viewer::Socket>> {
@@ -56,8 +62,20 @@ async fn connect_failures_are_recorded_with_reasons() -> Result<()> {
     let nla_port = nla_desktop.shadow.port();
     let cases = [
         ("wrong-password", nla_port, "nla", "Not-The-Password", "logon failed"),
-        ("tls-for-nla-target", nla_port, "tls", DESKTOP_PASSWORD, "security mismatch"),
-        ("nla-for-tls-target", tls_desktop.shadow.port(), "nla", DESKTOP_PASSWORD, "security mismatch"),
+        (
+            "tls-for-nla-target",
+            nla_port,
+            "tls",
+            DESKTOP_PASSWORD,
+            "security mismatch",
+        ),
+        (
+            "nla-for-tls-target",
+            tls_desktop.shadow.port(),
+            "nla",
+            DESKTOP_PASSWORD,
+            "security mismatch",
+        ),
         ("unreachable", closed_port, "auto", DESKTOP_PASSWORD, "unreachable"),
         ("silent", silent_port, "auto", DESKTOP_PASSWORD, "timed out"),
     ];
@@ -67,14 +85,31 @@ async fn connect_failures_are_recorded_with_reasons() -> Result<()> {
         let (id, session) = open(&member, &target).await?;
         assert_eq!(session["state"], "failed", "{name}: {session}");
         let reason = session["reason"].as_str().unwrap_or_default();
-        assert!(reason.contains(expected), "{name}: reason {reason:?} should mention {expected:?}");
+        assert!(
+            reason.contains(expected),
+            "{name}: reason {reason:?} should mention {expected:?}"
+        );
         let events = member.events(&id).await?;
-        assert_eq!(events.last().map(|event| event["kind"].clone()), Some(json!("failed")), "{name}");
-        let attach = member.attach(&id, "control").await.expect_err("a failed session cannot be attached");
+        assert_eq!(
+            events.last().map(|event| event["kind"].clone()),
+            Some(json!("failed")),
+            "{name}"
+        );
+        let attach = member
+            .attach(&id, "control")
+            .await
+            .expect_err("a failed session cannot be attached");
         assert_eq!(attach.status, 409, "{name}");
     }
-    assert_eq!(nla_desktop.established_connections(), 0, "failed attempts must not leave connections");
-    assert!(!stack.logs().contains(DESKTOP_PASSWORD), "the target password appeared in a log");
+    assert_eq!(
+        nla_desktop.established_connections(),
+        0,
+        "failed attempts must not leave connections"
+    );
+    assert!(
+        !stack.logs().contains(DESKTOP_PASSWORD),
+        "the target password appeared in a log"
+    );
     drop(silent);
     Ok(())
 }
@@ -99,7 +134,10 @@ async fn tokens_viewers_and_messages_are_checked() -> Result<()> {
 
     // A token is single use: the replay is rejected.
     let grant = member.attach(&id, "control").await?;
-    let (ws_url, token) = (grant["ws_url"].as_str().unwrap_or_default(), grant["token"].as_str().unwrap_or_default());
+    let (ws_url, token) = (
+        grant["ws_url"].as_str().unwrap_or_default(),
+        grant["token"].as_str().unwrap_or_default(),
+    );
     let mut holder = ready(viewer::connect(ws_url, token).await?)?;
     let ready_state = viewer::next_of_type(&mut holder, "state").await?;
     assert_eq!(ready_state["state"], "active");
@@ -114,7 +152,10 @@ async fn tokens_viewers_and_messages_are_checked() -> Result<()> {
     // A token for another session is rejected on this session's endpoint.
     let foreign = other.attach(&other_id, "control").await?;
     let foreign_token = foreign["token"].as_str().unwrap_or_default();
-    assert!(matches!(viewer::connect(ws_url, foreign_token).await?, Hello::Rejected { .. }), "foreign token accepted");
+    assert!(
+        matches!(viewer::connect(ws_url, foreign_token).await?, Hello::Rejected { .. }),
+        "foreign token accepted"
+    );
 
     // A second viewer without takeover is refused by the API and by the worker, naming the holder.
     let refused = member.attach(&id, "control").await.expect_err("control is held");
@@ -132,8 +173,15 @@ async fn tokens_viewers_and_messages_are_checked() -> Result<()> {
     let mut admin_viewer = ready(attach_raw(&admin, &id, "takeover").await?)?;
     let lost = viewer::next_of_type(&mut holder, "control_lost").await?;
     assert_eq!(lost["by"], ADMIN.0);
-    viewer::send_json(&mut holder, json!({"type": "key", "scancode": 30, "extended": false, "down": true})).await?;
-    assert_eq!(viewer::next_of_type(&mut holder, "error").await?["code"], "not_in_control");
+    viewer::send_json(
+        &mut holder,
+        json!({"type": "key", "scancode": 30, "extended": false, "down": true}),
+    )
+    .await?;
+    assert_eq!(
+        viewer::next_of_type(&mut holder, "error").await?["code"],
+        "not_in_control"
+    );
     viewer::send_json(&mut admin_viewer, json!({"type": "ping"})).await?;
     viewer::next_of_type(&mut admin_viewer, "pong").await?;
 
@@ -150,8 +198,21 @@ async fn tokens_viewers_and_messages_are_checked() -> Result<()> {
     let grant = member.attach(&id, "control").await?;
     let _ = stack.redis.url();
     flush_tokens(&stack)?;
-    let expired = viewer::connect(grant["ws_url"].as_str().unwrap_or_default(), grant["token"].as_str().unwrap_or_default()).await?;
-    assert!(matches!(expired, Hello::Rejected { close_code: Some(4401), .. }), "{expired:?}");
+    let expired = viewer::connect(
+        grant["ws_url"].as_str().unwrap_or_default(),
+        grant["token"].as_str().unwrap_or_default(),
+    )
+    .await?;
+    assert!(
+        matches!(
+            expired,
+            Hello::Rejected {
+                close_code: Some(4401),
+                ..
+            }
+        ),
+        "{expired:?}"
+    );
     drop(holder);
     Ok(())
 }
@@ -159,9 +220,13 @@ async fn tokens_viewers_and_messages_are_checked() -> Result<()> {
 /// Deletes every attach-token key, as their TTL would.
 fn flush_tokens(stack: &Stack) -> Result<()> {
     let port = stack.redis.port().to_string();
-    let keys = std::process::Command::new("redis-cli").args(["-p", &port, "--scan", "--pattern", "rdpp:org:*:attach:*"]).output()?;
+    let keys = std::process::Command::new("redis-cli")
+        .args(["-p", &port, "--scan", "--pattern", "rdpp:org:*:attach:*"])
+        .output()?;
     for key in String::from_utf8_lossy(&keys.stdout).lines() {
-        std::process::Command::new("redis-cli").args(["-p", &port, "DEL", key]).output()?;
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port, "DEL", key])
+            .output()?;
     }
     Ok(())
 }
@@ -188,9 +253,19 @@ async fn killed_worker_and_empty_redis() -> Result<()> {
         }
     }
     let grant = attached.context("attach never worked again after Redis restarted")?;
-    let socket = ready(viewer::connect(grant["ws_url"].as_str().unwrap_or_default(), grant["token"].as_str().unwrap_or_default()).await?)?;
+    let socket = ready(
+        viewer::connect(
+            grant["ws_url"].as_str().unwrap_or_default(),
+            grant["token"].as_str().unwrap_or_default(),
+        )
+        .await?,
+    )?;
     assert_eq!(member.session(&id).await?["state"], "active");
-    assert_eq!(desktop.shadow.connections_accepted(), 1, "losing Redis must not reconnect the session");
+    assert_eq!(
+        desktop.shadow.connections_accepted(),
+        1,
+        "losing Redis must not reconnect the session"
+    );
     drop(socket);
     member.wait_for_state(&id, "detached", LONG).await?;
 
@@ -198,8 +273,14 @@ async fn killed_worker_and_empty_redis() -> Result<()> {
     let worker = stack.workers.first_mut().context("no worker")?;
     worker.process.kill();
     let lost = member.wait_for_state(&id, "lost", LONG).await?;
-    assert!(lost["reason"].as_str().unwrap_or_default().contains("heartbeat"), "{lost}");
-    let refused = member.attach(&id, "control").await.expect_err("a lost session cannot be attached");
+    assert!(
+        lost["reason"].as_str().unwrap_or_default().contains("heartbeat"),
+        "{lost}"
+    );
+    let refused = member
+        .attach(&id, "control")
+        .await
+        .expect_err("a lost session cannot be attached");
     assert_eq!(refused.code, "session_not_attachable");
 
     // A new worker takes new sessions; the lost one stays lost.
@@ -230,7 +311,9 @@ async fn viewer_receives_the_current_screen() -> Result<()> {
     let id = session["id"].as_str().context("no id")?.to_owned();
     // Attach waits for the connection and attaches at once, before the target's first update.
     let hello = attach_raw(&member, &id, "control").await?;
-    let Hello::Ready { mut socket, ready } = hello else { anyhow::bail!("attach rejected: {hello:?}") };
+    let Hello::Ready { mut socket, ready } = hello else {
+        anyhow::bail!("attach rejected: {hello:?}")
+    };
     let width = ready["width"].as_u64().context("no width")? as usize;
     let height = ready["height"].as_u64().context("no height")? as usize;
     let mut canvas = viewer::Canvas::new(width, height);
@@ -242,6 +325,9 @@ async fn viewer_receives_the_current_screen() -> Result<()> {
             break;
         }
     }
-    assert!(near(corner, BACKGROUND_RGB, 16), "corner is {corner:?} after the first updates");
+    assert!(
+        near(corner, BACKGROUND_RGB, 16),
+        "corner is {corner:?} after the first updates"
+    );
     Ok(())
 }

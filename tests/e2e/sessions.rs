@@ -9,11 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use common::*;
 use fantoccini::key::Key;
-use rdp_proxy_e2e::browser::{
-    canvas_samples, click_session_button, difference, login, open_desktop, type_into_canvas, wait_canvas_pixel, wait_frames,
-    wait_viewer_state,
-};
 use rdp_proxy_e2e::Api;
+use rdp_proxy_e2e::browser::{
+    canvas_samples, click_session_button, difference, login, open_desktop, type_into_canvas, wait_canvas_pixel,
+    wait_frames, wait_viewer_state,
+};
 use rdp_proxy_testkit::{Chromium, XRDP_BACKGROUND, Xrdp, parse_hex_color};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -27,7 +27,13 @@ async fn shadow_lifecycle_in_chromium() -> Result<()> {
         Ok((stack, desktop, chromium))
     })
     .await??;
-    stack.add_target("office-desktop", desktop.shadow.port(), "nla", DESKTOP_USER, DESKTOP_PASSWORD)?;
+    stack.add_target(
+        "office-desktop",
+        desktop.shadow.port(),
+        "nla",
+        DESKTOP_USER,
+        DESKTOP_PASSWORD,
+    )?;
     let base = stack.base_url();
     let member = Api::login(&base, MEMBER.0, MEMBER.1).await?;
     let admin = Api::login(&base, ADMIN.0, ADMIN.1).await?;
@@ -39,14 +45,23 @@ async fn shadow_lifecycle_in_chromium() -> Result<()> {
     wait_viewer_state(&first, "active", LONG).await?;
     wait_frames(&first, 1, LONG).await?;
     let corner = wait_canvas_pixel(&first, (5, 5), BACKGROUND_RGB, 16, LONG).await?;
-    assert!(near(corner, BACKGROUND_RGB, 16), "canvas corner is {corner:?}, expected the desktop background");
+    assert!(
+        near(corner, BACKGROUND_RGB, 16),
+        "canvas corner is {corner:?}, expected the desktop background"
+    );
     let sessions = member.get("/api/v1/sessions").await?;
-    let session_id = sessions["items"][0]["id"].as_str().context("no session listed")?.to_owned();
+    let session_id = sessions["items"][0]["id"]
+        .as_str()
+        .context("no session listed")?
+        .to_owned();
     assert_eq!(sessions["items"][0]["state"], "active");
 
     // Typing in the browser reaches the desktop: the xterm's shell runs the typed command.
     type_into_canvas(&first, &format!("touch typed-in-browser{}", char::from(Key::Enter))).await?;
-    eventually("typed command to run on the desktop", LONG, || desktop.file("typed-in-browser").exists()).await?;
+    eventually("typed command to run on the desktop", LONG, || {
+        desktop.file("typed-in-browser").exists()
+    })
+    .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, _, before) = canvas_samples(&first, 8).await?;
 
@@ -54,7 +69,11 @@ async fn shadow_lifecycle_in_chromium() -> Result<()> {
     first.close().await?;
     member.wait_for_state(&session_id, "detached", LONG).await?;
     assert_eq!(desktop.shadow.connections_accepted(), 1);
-    assert_eq!(desktop.established_connections(), 1, "the target connection must stay open while detached");
+    assert_eq!(
+        desktop.established_connections(),
+        1,
+        "the target connection must stay open while detached"
+    );
 
     // Reattach from a new browser: the same desktop, still one RDP connection.
     let second = chromium.new_client().await?;
@@ -64,13 +83,28 @@ async fn shadow_lifecycle_in_chromium() -> Result<()> {
     wait_frames(&second, 1, LONG).await?;
     let (_, _, after) = canvas_samples(&second, 8).await?;
     let changed = difference(&before, &after, 16);
-    assert!(changed < 0.01, "{:.1}% of the screen changed across detach and reattach", changed * 100.0);
-    assert_eq!(desktop.shadow.connections_accepted(), 1, "reattach must not open a new RDP connection");
+    assert!(
+        changed < 0.01,
+        "{:.1}% of the screen changed across detach and reattach",
+        changed * 100.0
+    );
+    assert_eq!(
+        desktop.shadow.connections_accepted(),
+        1,
+        "reattach must not open a new RDP connection"
+    );
 
     // A second viewer without takeover is refused, naming who holds control.
-    let refused = member.attach(&session_id, "control").await.expect_err("second viewer must be refused");
+    let refused = member
+        .attach(&session_id, "control")
+        .await
+        .expect_err("second viewer must be refused");
     assert_eq!(refused.status, 409);
-    assert!(refused.message.contains(MEMBER.0), "refusal names the holder: {}", refused.message);
+    assert!(
+        refused.message.contains(MEMBER.0),
+        "refusal names the holder: {}",
+        refused.message
+    );
 
     // Takeover: the admin takes control from the portal; the member's viewer is told.
     let third = chromium.new_client().await?;
@@ -78,18 +112,33 @@ async fn shadow_lifecycle_in_chromium() -> Result<()> {
     click_session_button(&third, &session_id, "Take over").await?;
     wait_viewer_state(&third, "active", LONG).await?;
     let told = wait_viewer_state(&second, "control_lost", LONG).await?;
-    assert!(told.contains(ADMIN.0), "the previous viewer is told who took control: {told:?}");
+    assert!(
+        told.contains(ADMIN.0),
+        "the previous viewer is told who took control: {told:?}"
+    );
     let events = member.events(&session_id).await?;
-    let takeover = events.iter().find(|event| event["kind"] == "taken_over").context("no taken_over event")?;
+    let takeover = events
+        .iter()
+        .find(|event| event["kind"] == "taken_over")
+        .context("no taken_over event")?;
     assert_eq!(takeover["actor"], ADMIN.0);
 
     // Terminate: the admin ends the session; the viewer shows it and the target connection closes.
     admin.terminate(&session_id, "end of test").await?;
     wait_viewer_state(&third, "terminated", LONG).await?;
     let ended = member.wait_for_state(&session_id, "terminated", LONG).await?;
-    assert!(ended["reason"].as_str().unwrap_or_default().contains(ADMIN.0), "reason names who ended it: {ended}");
-    eventually("target connection to close", LONG, || desktop.established_connections() == 0).await?;
-    assert!(!stack.logs().contains(DESKTOP_PASSWORD), "the target password appeared in a log");
+    assert!(
+        ended["reason"].as_str().unwrap_or_default().contains(ADMIN.0),
+        "reason names who ended it: {ended}"
+    );
+    eventually("target connection to close", LONG, || {
+        desktop.established_connections() == 0
+    })
+    .await?;
+    assert!(
+        !stack.logs().contains(DESKTOP_PASSWORD),
+        "the target password appeared in a log"
+    );
     second.close().await?;
     third.close().await?;
     Ok(())
@@ -100,7 +149,11 @@ async fn xrdp_lifecycle_in_chromium() -> Result<()> {
     const XRDP_USER: &str = "rdpproxye2e";
     const XRDP_PASSWORD: &str = "Xrdp-Pass-8123";
     let (stack, xrdp, chromium) = tokio::task::spawn_blocking(|| -> Result<_> {
-        Ok((start_stack()?, Xrdp::start(XRDP_USER, XRDP_PASSWORD)?, Chromium::start()?))
+        Ok((
+            start_stack()?,
+            Xrdp::start(XRDP_USER, XRDP_PASSWORD)?,
+            Chromium::start()?,
+        ))
     })
     .await??;
     stack.add_target("xrdp-desktop", xrdp.port(), "tls", XRDP_USER, XRDP_PASSWORD)?;
@@ -114,8 +167,14 @@ async fn xrdp_lifecycle_in_chromium() -> Result<()> {
     open_desktop(&first, "xrdp-desktop").await?;
     wait_viewer_state(&first, "active", LONG).await?;
     let corner = wait_canvas_pixel(&first, (5, 5), background, 16, LONG).await?;
-    assert!(shows_background(corner), "xrdp desktop background not drawn; corner is {corner:?}");
-    let session_id = member.get("/api/v1/sessions").await?["items"][0]["id"].as_str().context("no session")?.to_owned();
+    assert!(
+        shows_background(corner),
+        "xrdp desktop background not drawn; corner is {corner:?}"
+    );
+    let session_id = member.get("/api/v1/sessions").await?["items"][0]["id"]
+        .as_str()
+        .context("no session")?
+        .to_owned();
 
     first.close().await?;
     member.wait_for_state(&session_id, "detached", LONG).await?;
@@ -126,7 +185,11 @@ async fn xrdp_lifecycle_in_chromium() -> Result<()> {
     wait_frames(&second, 1, LONG).await?;
     let corner = wait_canvas_pixel(&second, (5, 5), background, 16, LONG).await?;
     assert!(shows_background(corner), "reattached xrdp desktop shows {corner:?}");
-    assert_eq!(xrdp.sessions_started(), 1, "reattach must not start another xrdp session");
+    assert_eq!(
+        xrdp.sessions_started(),
+        1,
+        "reattach must not start another xrdp session"
+    );
 
     member.terminate(&session_id, "done").await?;
     wait_viewer_state(&second, "terminated", LONG).await?;

@@ -30,9 +30,17 @@ pub struct Api {
 impl Api {
     pub async fn login(base: &str, user: &str, password: &str) -> Result<Self> {
         let http = reqwest::Client::new();
-        let body = send(http.post(format!("{base}/api/v1/login")).json(&json!({ "username": user, "password": password }))).await?;
+        let body = send(
+            http.post(format!("{base}/api/v1/login"))
+                .json(&json!({ "username": user, "password": password })),
+        )
+        .await?;
         let token = body["access_token"].as_str().unwrap_or_default().to_owned();
-        Ok(Self { base: base.to_owned(), http, token })
+        Ok(Self {
+            base: base.to_owned(),
+            http,
+            token,
+        })
     }
 
     pub fn token(&self) -> &str {
@@ -44,7 +52,13 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Result<Value, ApiFailure> {
-        send(self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body)).await
+        send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn target_id(&self, name: &str) -> Result<String> {
@@ -58,7 +72,11 @@ impl Api {
     }
 
     pub async fn create_session(&self, target_id: &str) -> Result<Value, ApiFailure> {
-        self.post("/api/v1/sessions", json!({ "target_id": target_id, "width": 1280, "height": 800 })).await
+        self.post(
+            "/api/v1/sessions",
+            json!({ "target_id": target_id, "width": 1280, "height": 800 }),
+        )
+        .await
     }
 
     pub async fn session(&self, id: &str) -> Result<Value, ApiFailure> {
@@ -71,11 +89,13 @@ impl Api {
     }
 
     pub async fn attach(&self, id: &str, mode: &str) -> Result<Value, ApiFailure> {
-        self.post(&format!("/api/v1/sessions/{id}/attach"), json!({ "mode": mode })).await
+        self.post(&format!("/api/v1/sessions/{id}/attach"), json!({ "mode": mode }))
+            .await
     }
 
     pub async fn terminate(&self, id: &str, reason: &str) -> Result<Value, ApiFailure> {
-        self.post(&format!("/api/v1/sessions/{id}/terminate"), json!({ "reason": reason })).await
+        self.post(&format!("/api/v1/sessions/{id}/terminate"), json!({ "reason": reason }))
+            .await
     }
 
     pub async fn detach(&self, id: &str) -> Result<Value, ApiFailure> {
@@ -99,7 +119,11 @@ impl Api {
 }
 
 async fn send(request: reqwest::RequestBuilder) -> Result<Value, ApiFailure> {
-    let response = request.send().await.map_err(|error| ApiFailure { status: 0, code: "transport".into(), message: error.to_string() })?;
+    let response = request.send().await.map_err(|error| ApiFailure {
+        status: 0,
+        code: "transport".into(),
+        message: error.to_string(),
+    })?;
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if (200..300).contains(&status) {

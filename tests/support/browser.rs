@@ -10,13 +10,21 @@ use serde_json::Value;
 /// Logs in through the portal's form and waits for the portal view.
 pub async fn login(client: &Client, base: &str, user: &str, password: &str) -> Result<()> {
     client.goto(&format!("{base}/")).await?;
-    let username = client.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("username")).await?;
+    let username = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Id("username"))
+        .await?;
     username.send_keys(user).await?;
     client.find(Locator::Id("password")).await?.send_keys(password).await?;
     client.find(Locator::Id("login-submit")).await?.click().await?;
-    wait_for_script(client, "return !document.getElementById('portal-view').hidden", Duration::from_secs(15))
-        .await
-        .context("portal did not appear after login")
+    wait_for_script(
+        client,
+        "return !document.getElementById('portal-view').hidden",
+        Duration::from_secs(15),
+    )
+    .await
+    .context("portal did not appear after login")
 }
 
 /// Clicks a button in the sessions table row of `session_id`, waiting for the row to show it.
@@ -35,7 +43,11 @@ pub async fn click_session_button(client: &Client, session_id: &str, label: &str
 /// Clicks "Open desktop" for the target called `name`.
 pub async fn open_desktop(client: &Client, name: &str) -> Result<()> {
     let css = format!("button[aria-label='Open desktop {name}']");
-    let button = client.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css(&css)).await?;
+    let button = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(&css))
+        .await?;
     button.click().await?;
     Ok(())
 }
@@ -44,7 +56,12 @@ pub async fn open_desktop(client: &Client, name: &str) -> Result<()> {
 pub async fn wait_viewer_state(client: &Client, state: &str, limit: Duration) -> Result<String> {
     let deadline = Instant::now() + limit;
     loop {
-        let value = client.execute("return [document.body.dataset.state || '', document.body.dataset.stateText || '']", vec![]).await?;
+        let value = client
+            .execute(
+                "return [document.body.dataset.state || '', document.body.dataset.stateText || '']",
+                vec![],
+            )
+            .await?;
         let current = value[0].as_str().unwrap_or_default().to_owned();
         let text = value[1].as_str().unwrap_or_default().to_owned();
         if current == state {
@@ -60,7 +77,9 @@ pub async fn wait_viewer_state(client: &Client, state: &str, limit: Duration) ->
 /// Waits until the viewer has drawn at least `count` frames.
 pub async fn wait_frames(client: &Client, count: u64, limit: Duration) -> Result<()> {
     let script = format!("return (window.rdpViewer && window.rdpViewer.framesDrawn || 0) >= {count}");
-    wait_for_script(client, &script, limit).await.context("viewer drew no frame")
+    wait_for_script(client, &script, limit)
+        .await
+        .context("viewer drew no frame")
 }
 
 /// Colour of one canvas pixel.
@@ -74,7 +93,13 @@ pub async fn canvas_pixel(client: &Client, x: u32, y: u32) -> Result<[u8; 3]> {
 
 /// Waits until the canvas pixel at (`x`, `y`) is within `tolerance` of `expected`; returns the
 /// last colour seen either way, so the caller's assertion shows it.
-pub async fn wait_canvas_pixel(client: &Client, (x, y): (u32, u32), expected: [u8; 3], tolerance: u8, limit: Duration) -> Result<[u8; 3]> {
+pub async fn wait_canvas_pixel(
+    client: &Client,
+    (x, y): (u32, u32),
+    expected: [u8; 3],
+    tolerance: u8,
+    limit: Duration,
+) -> Result<[u8; 3]> {
     let deadline = Instant::now() + limit;
     loop {
         let pixel = canvas_pixel(client, x, y).await?;
@@ -97,7 +122,13 @@ pub async fn canvas_samples(client: &Client, step: u32) -> Result<(u32, u32, Vec
     let value = client.execute(&script, vec![]).await?;
     let width = value[0].as_u64().unwrap_or_default() as u32;
     let height = value[1].as_u64().unwrap_or_default() as u32;
-    let flat: Vec<u8> = value[2].as_array().cloned().unwrap_or_default().iter().map(|v| v.as_u64().unwrap_or_default() as u8).collect();
+    let flat: Vec<u8> = value[2]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.as_u64().unwrap_or_default() as u8)
+        .collect();
     Ok((width, height, flat.chunks(3).map(|c| [c[0], c[1], c[2]]).collect()))
 }
 
@@ -106,7 +137,11 @@ pub fn difference(a: &[[u8; 3]], b: &[[u8; 3]], tolerance: u8) -> f64 {
     if a.len() != b.len() || a.is_empty() {
         return 1.0;
     }
-    let differing = a.iter().zip(b).filter(|(p, q)| p.iter().zip(q.iter()).any(|(x, y)| x.abs_diff(*y) > tolerance)).count();
+    let differing = a
+        .iter()
+        .zip(b)
+        .filter(|(p, q)| p.iter().zip(q.iter()).any(|(x, y)| x.abs_diff(*y) > tolerance))
+        .count();
     differing as f64 / a.len() as f64
 }
 

@@ -33,10 +33,21 @@ impl Stack {
         let database_url = postgres.create_database("rdp_proxy")?;
         let redis = Redis::start()?;
         let dir = tempfile::Builder::new().prefix("rdp-proxy-e2e-").tempdir()?;
-        let env = Env { binary: binary.to_path_buf(), database_url, redis_url: redis.url() };
+        let env = Env {
+            binary: binary.to_path_buf(),
+            database_url,
+            redis_url: redis.url(),
+        };
         env.migrate()?;
         let control = env.spawn_control(dir.path())?;
-        let mut stack = Self { env, postgres, redis, control, workers: Vec::new(), dir };
+        let mut stack = Self {
+            env,
+            postgres,
+            redis,
+            control,
+            workers: Vec::new(),
+            dir,
+        };
         stack.add_worker()?;
         Ok(stack)
     }
@@ -53,8 +64,19 @@ impl Stack {
     pub fn add_worker(&mut self) -> Result<usize> {
         let index = self.workers.len();
         let mut command = self.env.base_command("worker");
-        command.args(["--listen", "127.0.0.1:0", "--heartbeat-ms", "500", "--connect-timeout-secs", "8"]);
-        let service = spawn_service("worker", &mut command, &self.dir.path().join(format!("worker-{index}.log")))?;
+        command.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--heartbeat-ms",
+            "500",
+            "--connect-timeout-secs",
+            "8",
+        ]);
+        let service = spawn_service(
+            "worker",
+            &mut command,
+            &self.dir.path().join(format!("worker-{index}.log")),
+        )?;
         self.workers.push(service);
         Ok(index)
     }
@@ -77,10 +99,24 @@ impl Stack {
     pub fn add_target(&self, name: &str, port: u16, security: &str, user: &str, password: &str) -> Result<String> {
         let port = port.to_string();
         let value = self.admin(&[
-            "target-add", "--name", name, "--host", "127.0.0.1", "--port", &port, "--security", security,
-            "--username", user, "--password", password,
+            "target-add",
+            "--name",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--security",
+            security,
+            "--username",
+            user,
+            "--password",
+            password,
         ])?;
-        value["target_id"].as_str().map(str::to_owned).context("target-add printed no target_id")
+        value["target_id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("target-add printed no target_id")
     }
 
     /// Everything the services logged so far, for failure messages and secret checks.
@@ -142,10 +178,15 @@ fn spawn_service(name: &str, command: &mut Command, log: &Path) -> Result<Servic
         let text = process.log_text();
         if let Some(line) = text.lines().find(|line| line.contains("\"event\":\"listening\"")) {
             let value: serde_json::Value = serde_json::from_str(line)?;
-            let addr = value["addr"].as_str().context("listening line without addr")?.to_owned();
+            let addr = value["addr"]
+                .as_str()
+                .context("listening line without addr")?
+                .to_owned();
             return Ok(Service { process, addr });
         }
-        process.ensure_running().with_context(|| format!("{name} exited during start-up:\n{text}"))?;
+        process
+            .ensure_running()
+            .with_context(|| format!("{name} exited during start-up:\n{text}"))?;
         if Instant::now() > deadline {
             bail!("{name} did not announce its address within 60 s:\n{text}");
         }

@@ -12,17 +12,31 @@ pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTls
 /// What the worker sent after the hello: accepted with `ready`, or rejected with an error and a close code.
 #[derive(Debug)]
 pub enum Hello {
-    Ready { socket: Box<Socket>, ready: Value },
-    Rejected { code: String, message: String, close_code: Option<u16> },
+    Ready {
+        socket: Box<Socket>,
+        ready: Value,
+    },
+    Rejected {
+        code: String,
+        message: String,
+        close_code: Option<u16>,
+    },
 }
 
 /// Opens the viewer WebSocket from an attach response and sends the hello with `token`.
 pub async fn connect(ws_url: &str, token: &str) -> Result<Hello> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.context("viewer WebSocket connect failed")?;
-    socket.send(Message::text(json!({ "type": "hello", "token": token }).to_string())).await?;
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .context("viewer WebSocket connect failed")?;
+    socket
+        .send(Message::text(json!({ "type": "hello", "token": token }).to_string()))
+        .await?;
     let first = next_text(&mut socket).await?;
     if first["type"] == "ready" {
-        return Ok(Hello::Ready { socket: Box::new(socket), ready: first });
+        return Ok(Hello::Ready {
+            socket: Box::new(socket),
+            ready: first,
+        });
     }
     let close_code = next_close(&mut socket).await;
     Ok(Hello::Rejected {
@@ -44,7 +58,9 @@ pub async fn next_text(socket: &mut Socket) -> Result<Value> {
         }
         bail!("socket ended")
     };
-    tokio::time::timeout(Duration::from_secs(15), wait).await.context("no text message within 15 s")?
+    tokio::time::timeout(Duration::from_secs(15), wait)
+        .await
+        .context("no text message within 15 s")?
 }
 
 /// Next text message of `kind`, skipping others.
@@ -86,7 +102,11 @@ pub struct Canvas {
 
 impl Canvas {
     pub fn new(width: usize, height: usize) -> Self {
-        Self { width, height, rgba: vec![0; width * height * 4] }
+        Self {
+            width,
+            height,
+            rgba: vec![0; width * height * 4],
+        }
     }
 
     pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
@@ -107,7 +127,11 @@ impl Canvas {
         let (x, y, width, height) = (field(2), field(4), field(6), field(8));
         let mut pixels = Vec::new();
         flate2::read::ZlibDecoder::new(&message[10..]).read_to_end(&mut pixels)?;
-        anyhow::ensure!(pixels.len() == width * height * 4, "rectangle payload has {} bytes", pixels.len());
+        anyhow::ensure!(
+            pixels.len() == width * height * 4,
+            "rectangle payload has {} bytes",
+            pixels.len()
+        );
         for row in 0..height {
             let start = ((y + row) * self.width + x) * 4;
             self.rgba[start..start + width * 4].copy_from_slice(&pixels[row * width * 4..(row + 1) * width * 4]);
@@ -122,16 +146,14 @@ pub async fn read_batches(socket: &mut Socket, canvas: &mut Canvas, batches: usi
     let wait = async {
         while seen < batches {
             match socket.next().await.context("socket ended")?? {
-                Message::Binary(bytes) => {
-                    if canvas.apply(&bytes)? {
-                        seen += 1;
-                    }
-                }
+                Message::Binary(bytes) if canvas.apply(&bytes)? => seen += 1,
                 Message::Close(frame) => bail!("socket closed: {frame:?}"),
                 _ => {}
             }
         }
         Ok(())
     };
-    tokio::time::timeout(Duration::from_secs(15), wait).await.context("no screen update within 15 s")?
+    tokio::time::timeout(Duration::from_secs(15), wait)
+        .await
+        .context("no screen update within 15 s")?
 }

@@ -55,33 +55,84 @@ pub(crate) enum AdminCommand {
 
 pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
     match command {
-        AdminCommand::UserAdd { database, name, password, role, org } => {
-            let role = Role::parse(&role).with_context(|| format!("--role {role:?} is unknown; use member or admin"))?;
+        AdminCommand::UserAdd {
+            database,
+            name,
+            password,
+            role,
+            org,
+        } => {
+            let role =
+                Role::parse(&role).with_context(|| format!("--role {role:?} is unknown; use member or admin"))?;
             let store = connect(&database).await?;
             let id = add_user(&store, &org, &name, &password, role).await?;
-            println!("{}", serde_json::json!({ "user_id": id.to_string(), "name": name, "role": role.as_str(), "org": org }));
+            println!(
+                "{}",
+                serde_json::json!({ "user_id": id.to_string(), "name": name, "role": role.as_str(), "org": org })
+            );
         }
-        AdminCommand::TargetAdd { database, name, host, port, security, username, password, domain, cert_sha256, org } => {
-            anyhow::ensure!(["auto", "tls", "nla"].contains(&security.as_str()), "--security must be auto, tls or nla");
+        AdminCommand::TargetAdd {
+            database,
+            name,
+            host,
+            port,
+            security,
+            username,
+            password,
+            domain,
+            cert_sha256,
+            org,
+        } => {
+            anyhow::ensure!(
+                ["auto", "tls", "nla"].contains(&security.as_str()),
+                "--security must be auto, tls or nla"
+            );
             let cert_sha256 = cert_sha256.map(|raw| parse_fingerprint(&raw)).transpose()?;
             let store = connect(&database).await?;
             let org_id = store.ensure_org(&org).await?;
-            let secret = TargetSecret { username, password, domain, cert_sha256 };
-            let id = store.upsert_target(org_id, &NewTarget { name: name.clone(), host, port, security, secret }).await?;
-            println!("{}", serde_json::json!({ "target_id": id.to_string(), "name": name, "org": org }));
+            let secret = TargetSecret {
+                username,
+                password,
+                domain,
+                cert_sha256,
+            };
+            let id = store
+                .upsert_target(
+                    org_id,
+                    &NewTarget {
+                        name: name.clone(),
+                        host,
+                        port,
+                        security,
+                        secret,
+                    },
+                )
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({ "target_id": id.to_string(), "name": name, "org": org })
+            );
         }
     }
     Ok(())
 }
 
 async fn connect(database: &DatabaseArgs) -> anyhow::Result<Store> {
-    let store = Store::connect(&database.database_url, 2).await.context("could not connect to PostgreSQL")?;
+    let store = Store::connect(&database.database_url, 2)
+        .await
+        .context("could not connect to PostgreSQL")?;
     store.migrate().await.context("could not apply database migrations")?;
     Ok(store)
 }
 
 /// Creates or updates a user with an Argon2id hash of `password` and sets its role in `org`.
-pub(crate) async fn add_user(store: &Store, org: &str, name: &str, password: &str, role: Role) -> anyhow::Result<rdp_proxy_core::UserId> {
+pub(crate) async fn add_user(
+    store: &Store,
+    org: &str,
+    name: &str,
+    password: &str,
+    role: Role,
+) -> anyhow::Result<rdp_proxy_core::UserId> {
     anyhow::ensure!(password.len() >= 8, "password must be at least 8 characters");
     let org_id = store.ensure_org(org).await?;
     let password = password.to_owned();

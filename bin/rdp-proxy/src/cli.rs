@@ -81,7 +81,10 @@ pub(crate) async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let body = read_body(response).await?;
     let credentials = Credentials {
         server,
-        access_token: body["access_token"].as_str().context("login response has no access_token")?.to_owned(),
+        access_token: body["access_token"]
+            .as_str()
+            .context("login response has no access_token")?
+            .to_owned(),
         expires_at: body["expires_at"].as_str().unwrap_or_default().to_owned(),
     };
     let path = credentials_path()?;
@@ -94,15 +97,28 @@ pub(crate) async fn login(args: LoginArgs) -> anyhow::Result<()> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     println!("{}", serde_json::to_string_pretty(&body["user"])?);
-    eprintln!("Logged in until {}; token stored in {}", credentials.expires_at, path.display());
+    eprintln!(
+        "Logged in until {}; token stored in {}",
+        credentials.expires_at,
+        path.display()
+    );
     Ok(())
 }
 
 pub(crate) async fn sessions(command: SessionsCommand) -> anyhow::Result<()> {
     let path = credentials_path()?;
-    let raw = std::fs::read_to_string(&path).with_context(|| format!("not logged in ({} missing); run `rdp-proxy login` first", path.display()))?;
-    let credentials: Credentials = serde_json::from_str(&raw).context("stored credentials are unreadable; run `rdp-proxy login` again")?;
-    let api = Api { client: reqwest::Client::new(), credentials };
+    let raw = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "not logged in ({} missing); run `rdp-proxy login` first",
+            path.display()
+        )
+    })?;
+    let credentials: Credentials =
+        serde_json::from_str(&raw).context("stored credentials are unreadable; run `rdp-proxy login` again")?;
+    let api = Api {
+        client: reqwest::Client::new(),
+        credentials,
+    };
     let result = match command {
         SessionsCommand::List { state } => {
             let query = state.map(|state| format!("?state={state}")).unwrap_or_default();
@@ -112,13 +128,18 @@ pub(crate) async fn sessions(command: SessionsCommand) -> anyhow::Result<()> {
         SessionsCommand::Events { id } => api.get(&format!("/api/v1/sessions/{id}/events")).await?,
         SessionsCommand::Create { target, width, height } => {
             let target_id = api.resolve_target(&target).await?;
-            api.post("/api/v1/sessions", json!({ "target_id": target_id, "width": width, "height": height })).await?
+            api.post(
+                "/api/v1/sessions",
+                json!({ "target_id": target_id, "width": width, "height": height }),
+            )
+            .await?
         }
         SessionsCommand::Attach { id } => api.attach(&id, "control").await?,
         SessionsCommand::Takeover { id } => api.attach(&id, "takeover").await?,
         SessionsCommand::Detach { id } => api.post(&format!("/api/v1/sessions/{id}/detach"), json!({})).await?,
         SessionsCommand::Terminate { id, reason } => {
-            api.post(&format!("/api/v1/sessions/{id}/terminate"), json!({ "reason": reason })).await?
+            api.post(&format!("/api/v1/sessions/{id}/terminate"), json!({ "reason": reason }))
+                .await?
         }
     };
     println!("{}", serde_json::to_string_pretty(&result)?);
@@ -137,7 +158,10 @@ impl Api {
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let request = self.client.post(format!("{}{path}", self.credentials.server)).json(&body);
+        let request = self
+            .client
+            .post(format!("{}{path}", self.credentials.server))
+            .json(&body);
         self.send(request).await
     }
 
@@ -151,7 +175,9 @@ impl Api {
     }
 
     async fn attach(&self, id: &str, mode: &str) -> anyhow::Result<Value> {
-        let mut body = self.post(&format!("/api/v1/sessions/{id}/attach"), json!({ "mode": mode })).await?;
+        let mut body = self
+            .post(&format!("/api/v1/sessions/{id}/attach"), json!({ "mode": mode }))
+            .await?;
         if let Some(page) = body["viewer_url"].as_str() {
             body["viewer_page"] = Value::String(format!("{}{page}", self.credentials.server));
         }

@@ -10,8 +10,8 @@ use anyhow::Context;
 use clap::Args;
 use rand::RngCore;
 use rdp_proxy_control::Control;
-use rdp_proxy_core::access::Role;
 use rdp_proxy_coord::Coord;
+use rdp_proxy_core::access::Role;
 use rdp_proxy_store::{NewTarget, Store, TargetSecret};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -35,7 +35,12 @@ pub(crate) struct DevArgs {
     #[arg(long, default_value = "demo")]
     demo_target_user: String,
     /// Password on the demo target.
-    #[arg(long, env = "RDP_PROXY_DEMO_TARGET_PASSWORD", default_value = "demo-desktop", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RDP_PROXY_DEMO_TARGET_PASSWORD",
+        default_value = "demo-desktop",
+        hide_env_values = true
+    )]
     demo_target_password: String,
     /// Security mode of the demo target: auto, tls or nla.
     #[arg(long, default_value = "nla")]
@@ -59,7 +64,8 @@ struct DevSecrets {
 impl DevSecrets {
     fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         if let Ok(raw) = std::fs::read_to_string(path) {
-            return serde_json::from_str(&raw).with_context(|| format!("{} is unreadable; delete it to regenerate", path.display()));
+            return serde_json::from_str(&raw)
+                .with_context(|| format!("{} is unreadable; delete it to regenerate", path.display()));
         }
         let secrets = Self {
             database_password: random_hex(16),
@@ -93,7 +99,9 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
     postgres.ensure_database().await?;
     let redis = LocalRedis::start(root, &secrets.redis_password).await?;
     let common = CommonArgs {
-        database: DatabaseArgs { database_url: postgres.url() },
+        database: DatabaseArgs {
+            database_url: postgres.url(),
+        },
         redis_url: redis.url(),
         cluster_secret: secrets.cluster_secret.clone(),
     };
@@ -136,7 +144,13 @@ async fn seed(store: &Store, args: &DevArgs, secrets: &DevSecrets) -> anyhow::Re
             domain: None,
             cert_sha256: None,
         };
-        let target = NewTarget { name: "demo-desktop".into(), host: host.to_owned(), port, security: args.demo_target_security.clone(), secret };
+        let target = NewTarget {
+            name: "demo-desktop".into(),
+            host: host.to_owned(),
+            port,
+            security: args.demo_target_security.clone(),
+            secret,
+        };
         store.upsert_target(org, &target).await?;
     }
     Ok(())
@@ -159,14 +173,20 @@ async fn spawn_worker(common: &CommonArgs) -> anyhow::Result<Child> {
     let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
         .await
         .context("the worker did not start within 30 s")??;
-    anyhow::ensure!(first.is_some_and(|line| line.contains("listening")), "the worker exited during start-up");
+    anyhow::ensure!(
+        first.is_some_and(|line| line.contains("listening")),
+        "the worker exited during start-up"
+    );
     Ok(child)
 }
 
 async fn stop_child(child: &mut Child) {
     if let Some(pid) = child.id() {
         let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-        if tokio::time::timeout(std::time::Duration::from_secs(15), child.wait()).await.is_ok() {
+        if tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }

@@ -35,7 +35,11 @@ impl LocalPostgres {
             }
         }
         if as_root {
-            let reachable = Command::new("runuser").args(["-u", PG_OS_USER, "--", "test", "-w"]).arg(&data_dir).status().await?;
+            let reachable = Command::new("runuser")
+                .args(["-u", PG_OS_USER, "--", "test", "-w"])
+                .arg(&data_dir)
+                .status()
+                .await?;
             if !reachable.success() {
                 bail!(
                     "the '{PG_OS_USER}' OS user cannot reach {}; choose a --data-dir whose parent folders are world-executable (for example under /var/tmp)",
@@ -43,7 +47,12 @@ impl LocalPostgres {
                 );
             }
         }
-        let server = Self { bin_dir, data_dir, port: 0, password: password.to_owned() };
+        let server = Self {
+            bin_dir,
+            data_dir,
+            port: 0,
+            password: password.to_owned(),
+        };
         if !server.data_dir.join("PG_VERSION").exists() {
             server.initdb(root).await?;
         }
@@ -55,11 +64,17 @@ impl LocalPostgres {
     }
 
     pub(crate) fn url(&self) -> String {
-        format!("postgres://{DB_USER}:{}@127.0.0.1:{}/{DB_NAME}", self.password, self.port)
+        format!(
+            "postgres://{DB_USER}:{}@127.0.0.1:{}/{DB_NAME}",
+            self.password, self.port
+        )
     }
 
     fn admin_url(&self) -> String {
-        format!("postgres://{DB_USER}:{}@127.0.0.1:{}/postgres", self.password, self.port)
+        format!(
+            "postgres://{DB_USER}:{}@127.0.0.1:{}/postgres",
+            self.password, self.port
+        )
     }
 
     /// Creates the product database if it does not exist yet.
@@ -103,8 +118,15 @@ impl LocalPostgres {
             run(Command::new("chown").arg(PG_OS_USER).arg(&log)).await?;
         }
         let mut command = self.pg_command("pg_ctl");
-        command.arg("-D").arg(&self.data_dir).arg("-l").arg(&log).args(["-w", "-t", "60", "-o", &options, "start"]);
-        run(&mut command).await.with_context(|| format!("PostgreSQL did not start; see {}", log.display()))?;
+        command
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o", &options, "start"]);
+        run(&mut command)
+            .await
+            .with_context(|| format!("PostgreSQL did not start; see {}", log.display()))?;
         Ok(port)
     }
 
@@ -144,7 +166,16 @@ impl LocalRedis {
         std::fs::create_dir_all(&dir)?;
         let port = free_port()?;
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&dir)
             .args(["--requirepass", password])
@@ -153,8 +184,14 @@ impl LocalRedis {
             .kill_on_drop(true)
             .spawn()
             .context("could not start redis-server; install the redis-server package")?;
-        wait_for_port(port, Duration::from_secs(20)).await.context("redis-server did not start listening")?;
-        Ok(Self { _child: child, port, password: password.to_owned() })
+        wait_for_port(port, Duration::from_secs(20))
+            .await
+            .context("redis-server did not start listening")?;
+        Ok(Self {
+            _child: child,
+            port,
+            password: password.to_owned(),
+        })
     }
 
     pub(crate) fn url(&self) -> String {
@@ -173,13 +210,21 @@ fn find_pg_bin_dir() -> anyhow::Result<PathBuf> {
         })
         .collect();
     candidates.sort();
-    candidates.pop().map(|(_, bin)| bin).context("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
+    candidates
+        .pop()
+        .map(|(_, bin)| bin)
+        .context("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
 }
 
 pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|status| status.lines().find(|line| line.starts_with("Uid:")).map(|line| line.split_whitespace().nth(1) == Some("0")))
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .map(|line| line.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -202,9 +247,17 @@ pub(crate) async fn wait_for_port(port: u16, limit: Duration) -> anyhow::Result<
 }
 
 async fn run(command: &mut Command) -> anyhow::Result<()> {
-    let output = command.stdin(Stdio::null()).output().await.context("could not run a PostgreSQL tool")?;
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("could not run a PostgreSQL tool")?;
     if !output.status.success() {
-        bail!("{:?} failed: {}", command.as_std().get_program(), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "{:?} failed: {}",
+            command.as_std().get_program(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(())
 }

@@ -10,7 +10,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rdp-proxy", version, about = "Hold remote desktops on the platform: connect, detach, reattach, take over, terminate")]
+#[command(
+    name = "rdp-proxy",
+    version,
+    about = "Hold remote desktops on the platform: connect, detach, reattach, take over, terminate"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -58,7 +62,9 @@ fn main() -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RDP_PROXY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("RDP_PROXY_LOG_FORMAT").is_ok_and(|format| format == "json") {
         builder.json().init();
     } else {

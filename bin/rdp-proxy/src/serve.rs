@@ -72,14 +72,21 @@ pub(crate) struct WorkerArgs {
 
 impl CommonArgs {
     fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.cluster_secret.len() >= 16, "--cluster-secret must be at least 16 characters");
+        anyhow::ensure!(
+            self.cluster_secret.len() >= 16,
+            "--cluster-secret must be at least 16 characters"
+        );
         Ok(())
     }
 
     async fn connect(&self) -> anyhow::Result<(Store, Coord)> {
         self.validate()?;
-        let store = Store::connect(&self.database.database_url, 10).await.context("could not connect to PostgreSQL (--database-url)")?;
-        let coord = Coord::connect(&self.redis_url).await.context("could not connect to Redis (--redis-url)")?;
+        let store = Store::connect(&self.database.database_url, 10)
+            .await
+            .context("could not connect to PostgreSQL (--database-url)")?;
+        let coord = Coord::connect(&self.redis_url)
+            .await
+            .context("could not connect to Redis (--redis-url)")?;
         Ok((store, coord))
     }
 }
@@ -87,9 +94,19 @@ impl CommonArgs {
 impl ControlArgs {
     pub(crate) fn config(&self) -> anyhow::Result<ControlConfig> {
         let token_secret = hex::decode(self.token_secret.trim()).context("--token-secret must be hex digits")?;
-        anyhow::ensure!(token_secret.len() >= 32, "--token-secret must be at least 64 hex digits (32 bytes)");
-        anyhow::ensure!((60..=900).contains(&self.access_token_ttl_secs), "--access-token-ttl-secs must be between 60 and 900");
-        anyhow::ensure!(self.web_dir.join("index.html").is_file(), "--web-dir {} has no index.html", self.web_dir.display());
+        anyhow::ensure!(
+            token_secret.len() >= 32,
+            "--token-secret must be at least 64 hex digits (32 bytes)"
+        );
+        anyhow::ensure!(
+            (60..=900).contains(&self.access_token_ttl_secs),
+            "--access-token-ttl-secs must be between 60 and 900"
+        );
+        anyhow::ensure!(
+            self.web_dir.join("index.html").is_file(),
+            "--web-dir {} has no index.html",
+            self.web_dir.display()
+        );
         Ok(ControlConfig {
             listen: self.listen,
             token_secret,
@@ -104,7 +121,10 @@ impl ControlArgs {
 
 impl WorkerArgs {
     pub(crate) fn config(&self) -> anyhow::Result<WorkerConfig> {
-        anyhow::ensure!((100..=60_000).contains(&self.heartbeat_ms), "--heartbeat-ms must be between 100 and 60000");
+        anyhow::ensure!(
+            (100..=60_000).contains(&self.heartbeat_ms),
+            "--heartbeat-ms must be between 100 and 60000"
+        );
         Ok(WorkerConfig {
             listen: self.listen,
             viewer_url: self.viewer_url.trim_end_matches('/').to_owned(),
@@ -118,14 +138,19 @@ impl WorkerArgs {
 
 /// Prints the bound address as one JSON line on stdout, for scripts and tests.
 fn announce(service: &str, addr: SocketAddr) {
-    println!("{}", serde_json::json!({ "event": "listening", "service": service, "addr": addr.to_string() }));
+    println!(
+        "{}",
+        serde_json::json!({ "event": "listening", "service": service, "addr": addr.to_string() })
+    );
 }
 
 pub(crate) async fn control(args: ControlArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let (store, coord) = args.common.connect().await?;
     store.migrate().await.context("could not apply database migrations")?;
-    let control = Control::bind(config, store, coord).await.context("could not bind --listen")?;
+    let control = Control::bind(config, store, coord)
+        .await
+        .context("could not bind --listen")?;
     announce("control", control.local_addr()?);
     let shutdown = shutdown_on_signal();
     control.run(shutdown).await?;
@@ -135,7 +160,9 @@ pub(crate) async fn control(args: ControlArgs) -> anyhow::Result<()> {
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let (store, coord) = args.common.connect().await?;
-    let worker = Worker::bind(config, store, coord).await.context("could not bind --listen")?;
+    let worker = Worker::bind(config, store, coord)
+        .await
+        .context("could not bind --listen")?;
     announce("worker", worker.local_addr()?);
     let shutdown = shutdown_on_signal();
     worker.run(shutdown).await?;
@@ -143,7 +170,9 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
-    let store = Store::connect(&args.database_url, 2).await.context("could not connect to PostgreSQL")?;
+    let store = Store::connect(&args.database_url, 2)
+        .await
+        .context("could not connect to PostgreSQL")?;
     store.migrate().await.context("could not apply database migrations")?;
     tracing::info!("Migrations applied");
     Ok(())

@@ -2,8 +2,8 @@
 //! an [`Actor`] whose membership is re-read from PostgreSQL on every request, so a removed or
 //! disabled user loses access as soon as the change is stored.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -43,25 +43,47 @@ struct Claims {
 }
 
 /// Signs an access token for `user` in `org`; returns it with its expiry.
-pub(crate) fn issue_access_token(state: &AppState, user: UserId, name: &str, org: OrgId) -> Result<(String, OffsetDateTime), ApiError> {
+pub(crate) fn issue_access_token(
+    state: &AppState,
+    user: UserId,
+    name: &str,
+    org: OrgId,
+) -> Result<(String, OffsetDateTime), ApiError> {
     let now = OffsetDateTime::now_utc();
     let ttl = time::Duration::try_from(state.config.access_token_ttl).unwrap_or(time::Duration::minutes(15));
     let expires = now + ttl;
-    let claims = Claims { sub: user, org, name: name.to_owned(), iat: now.unix_timestamp(), exp: expires.unix_timestamp(), jti: uuid::Uuid::new_v4() };
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&state.config.token_secret))
-        .map_err(|error| ApiError::internal("signing the access token", &error))?;
+    let claims = Claims {
+        sub: user,
+        org,
+        name: name.to_owned(),
+        iat: now.unix_timestamp(),
+        exp: expires.unix_timestamp(),
+        jti: uuid::Uuid::new_v4(),
+    };
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&state.config.token_secret),
+    )
+    .map_err(|error| ApiError::internal("signing the access token", &error))?;
     Ok((token, expires))
 }
 
 fn decode_access_token(state: &AppState, token: &str) -> Result<Claims, ApiError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 5;
-    jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&state.config.token_secret), &validation)
-        .map(|data| data.claims)
-        .map_err(|error| match error.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::unauthorized("access token expired; log in again"),
-            _ => ApiError::unauthorized("access token is invalid; log in again"),
-        })
+    jsonwebtoken::decode::<Claims>(
+        token,
+        &DecodingKey::from_secret(&state.config.token_secret),
+        &validation,
+    )
+    .map(|data| data.claims)
+    .map_err(|error| match error.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+            ApiError::unauthorized("access token expired; log in again")
+        }
+        _ => ApiError::unauthorized("access token is invalid; log in again"),
+    })
 }
 
 /// The authenticated caller of a request.
@@ -75,17 +97,22 @@ impl FromRequestParts<AppState> for Authenticated {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization header; send 'Bearer <access token>' from /api/v1/login"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing Authorization header; send 'Bearer <access token>' from /api/v1/login")
+            })?;
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthorized("Authorization header must be 'Bearer <access token>'"))?;
         let claims = decode_access_token(state, token.trim())?;
-        let membership = state
-            .store
-            .membership(claims.org, claims.sub)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("this account is disabled or no longer a member of the organisation"))?;
-        Ok(Self(Actor { user: claims.sub, user_name: claims.name, org: claims.org, role: membership.role }))
+        let membership = state.store.membership(claims.org, claims.sub).await?.ok_or_else(|| {
+            ApiError::unauthorized("this account is disabled or no longer a member of the organisation")
+        })?;
+        Ok(Self(Actor {
+            user: claims.sub,
+            user_name: claims.name,
+            org: claims.org,
+            role: membership.role,
+        }))
     }
 }
 

@@ -22,7 +22,10 @@ pub(crate) async fn choose_worker(state: &AppState) -> Result<WorkerBeat, Dispat
         tracing::warn!(error = %error, "Could not list workers");
         DispatchError::NoWorker
     })?;
-    workers.into_iter().min_by_key(|beat| beat.sessions).ok_or(DispatchError::NoWorker)
+    workers
+        .into_iter()
+        .min_by_key(|beat| beat.sessions)
+        .ok_or(DispatchError::NoWorker)
 }
 
 pub(crate) async fn worker(state: &AppState, id: WorkerId) -> Result<WorkerBeat, DispatchError> {
@@ -41,17 +44,52 @@ pub(crate) async fn start(state: &AppState, worker: &WorkerBeat, session: Sessio
     post(state, worker.id, &url, &StartSession { session_id: session }).await
 }
 
-pub(crate) async fn detach(state: &AppState, worker: &WorkerBeat, session: SessionId, actor: UserId, reason: &str) -> Result<(), DispatchError> {
+pub(crate) async fn detach(
+    state: &AppState,
+    worker: &WorkerBeat,
+    session: SessionId,
+    actor: UserId,
+    reason: &str,
+) -> Result<(), DispatchError> {
     let url = format!("{}/internal/v1/sessions/{session}/detach", worker.internal_url);
-    post(state, worker.id, &url, &ActorRef { user_id: Some(actor), reason: reason.to_owned() }).await
+    post(
+        state,
+        worker.id,
+        &url,
+        &ActorRef {
+            user_id: Some(actor),
+            reason: reason.to_owned(),
+        },
+    )
+    .await
 }
 
-pub(crate) async fn terminate(state: &AppState, worker: &WorkerBeat, session: SessionId, actor: UserId, reason: &str) -> Result<(), DispatchError> {
+pub(crate) async fn terminate(
+    state: &AppState,
+    worker: &WorkerBeat,
+    session: SessionId,
+    actor: UserId,
+    reason: &str,
+) -> Result<(), DispatchError> {
     let url = format!("{}/internal/v1/sessions/{session}/terminate", worker.internal_url);
-    post(state, worker.id, &url, &ActorRef { user_id: Some(actor), reason: reason.to_owned() }).await
+    post(
+        state,
+        worker.id,
+        &url,
+        &ActorRef {
+            user_id: Some(actor),
+            reason: reason.to_owned(),
+        },
+    )
+    .await
 }
 
-async fn post<T: serde::Serialize>(state: &AppState, worker: WorkerId, url: &str, body: &T) -> Result<(), DispatchError> {
+async fn post<T: serde::Serialize>(
+    state: &AppState,
+    worker: WorkerId,
+    url: &str,
+    body: &T,
+) -> Result<(), DispatchError> {
     let response = state
         .http
         .post(url)
@@ -71,5 +109,9 @@ async fn post<T: serde::Serialize>(state: &AppState, worker: WorkerId, url: &str
         code: "unknown".into(),
         message: format!("HTTP {status}"),
     });
-    Err(DispatchError::Rejected { status, code: error.code, message: error.message })
+    Err(DispatchError::Rejected {
+        status,
+        code: error.code,
+        message: error.message,
+    })
 }

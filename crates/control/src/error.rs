@@ -31,11 +31,19 @@ pub(crate) struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found in this organisation"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found in this organisation"),
+        )
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -61,13 +69,22 @@ impl ApiError {
     /// Logs `cause` with its chain and returns a generic error naming the failed step.
     pub fn internal(step: &str, cause: &(dyn std::error::Error + 'static)) -> Self {
         tracing::error!(step, error = %chain(cause), "Request failed");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "internal", format!("{step} failed; retry, and tell the operator if it persists"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal",
+            format!("{step} failed; retry, and tell the operator if it persists"),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

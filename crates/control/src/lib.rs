@@ -61,7 +61,13 @@ impl Control {
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(std::io::Error::other)?;
-        let state = AppState { config: Arc::new(config), tokens: TokenStore::new(coord.clone()), store, coord, http };
+        let state = AppState {
+            config: Arc::new(config),
+            tokens: TokenStore::new(coord.clone()),
+            store,
+            coord,
+            http,
+        };
         Ok(Self { state, listener })
     }
 

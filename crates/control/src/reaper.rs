@@ -29,7 +29,10 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-async fn sweep(state: &AppState, missing_since: &mut HashMap<WorkerId, Instant>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn sweep(
+    state: &AppState,
+    missing_since: &mut HashMap<WorkerId, Instant>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let holders = state.store.workers_holding_sessions().await?;
     missing_since.retain(|worker, _| holders.contains(worker));
     for worker in holders {
@@ -52,10 +55,16 @@ async fn sweep(state: &AppState, missing_since: &mut HashMap<WorkerId, Instant>)
 
 async fn mark_lost(state: &AppState, worker: WorkerId, reason: &str) -> Result<(), rdp_proxy_store::StoreError> {
     for session in state.store.sessions_held_by(worker).await? {
-        let change = Transition::new(SessionState::Lost, EventKind::Lost).expect_version(session.version).reason(reason);
+        let change = Transition::new(SessionState::Lost, EventKind::Lost)
+            .expect_version(session.version)
+            .reason(reason);
         match state.store.transition(session.id, change).await {
-            Ok(_) => tracing::warn!(session.id = %session.id, org.id = %session.org, worker.id = %worker, reason, "Session lost"),
-            Err(error) => tracing::info!(session.id = %session.id, error = %error, "Session changed during the sweep; skipped"),
+            Ok(_) => {
+                tracing::warn!(session.id = %session.id, org.id = %session.org, worker.id = %worker, reason, "Session lost")
+            }
+            Err(error) => {
+                tracing::info!(session.id = %session.id, error = %error, "Session changed during the sweep; skipped")
+            }
         }
         if let Err(error) = state.coord.forget_session(session.org, session.id).await {
             tracing::debug!(session.id = %session.id, error = %error, "Could not remove routing keys");

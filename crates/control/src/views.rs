@@ -32,7 +32,12 @@ pub(crate) struct UserView {
 
 impl UserView {
     pub(crate) fn new(id: Uuid, name: String, role: Role, org_id: Uuid) -> Self {
-        Self { id, name, role: role.as_str().to_owned(), org_id }
+        Self {
+            id,
+            name,
+            role: role.as_str().to_owned(),
+            org_id,
+        }
     }
 }
 
@@ -48,7 +53,13 @@ pub(crate) struct TargetView {
 
 impl From<TargetRecord> for TargetView {
     fn from(target: TargetRecord) -> Self {
-        Self { id: target.id.0, name: target.name, host: target.host, port: target.port, security: target.security }
+        Self {
+            id: target.id.0,
+            name: target.name,
+            host: target.host,
+            port: target.port,
+            security: target.security,
+        }
     }
 }
 
@@ -92,14 +103,22 @@ pub(crate) struct SessionView {
 impl From<SessionRecord> for SessionView {
     fn from(record: SessionRecord) -> Self {
         let control = match (record.control_user_name, record.control_since) {
-            (Some(user), Some(since)) if record.state == rdp_proxy_core::SessionState::Active => Some(ControlView { user, since }),
+            (Some(user), Some(since)) if record.state == rdp_proxy_core::SessionState::Active => {
+                Some(ControlView { user, since })
+            }
             _ => None,
         };
         Self {
             id: record.id.0,
             org_id: record.org.0,
-            owner: Named { id: record.owner.0, name: record.owner_name },
-            target: Named { id: record.target.0, name: record.target_name },
+            owner: Named {
+                id: record.owner.0,
+                name: record.owner_name,
+            },
+            target: Named {
+                id: record.target.0,
+                name: record.target_name,
+            },
             state: record.state.to_string(),
             version: record.version,
             reason: record.reason,

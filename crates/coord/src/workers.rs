@@ -37,7 +37,9 @@ impl Coord {
 
     pub async fn worker(&self, worker: WorkerId) -> Result<Option<WorkerBeat>, CoordError> {
         let raw: Option<String> = self.conn().get(keys::worker(worker)).await?;
-        raw.map(|raw| serde_json::from_str(&raw)).transpose().map_err(Into::into)
+        raw.map(|raw| serde_json::from_str(&raw))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Every worker with a live heartbeat.
@@ -63,8 +65,17 @@ impl Coord {
     }
 
     /// Records that `worker` holds `session`, for `ttl`; the worker re-asserts it on each beat.
-    pub async fn set_route(&self, org: OrgId, session: SessionId, worker: WorkerId, ttl: Duration) -> Result<(), CoordError> {
-        let _: () = self.conn().pset_ex(keys::route(org, session), worker.to_string(), millis(ttl)).await?;
+    pub async fn set_route(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        worker: WorkerId,
+        ttl: Duration,
+    ) -> Result<(), CoordError> {
+        let _: () = self
+            .conn()
+            .pset_ex(keys::route(org, session), worker.to_string(), millis(ttl))
+            .await?;
         Ok(())
     }
 
@@ -74,7 +85,13 @@ impl Coord {
     }
 
     /// Mirrors the worker's control lease (or its absence) for readers such as the API.
-    pub async fn set_control(&self, org: OrgId, session: SessionId, lease: Option<&ControlLease>, ttl: Duration) -> Result<(), CoordError> {
+    pub async fn set_control(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        lease: Option<&ControlLease>,
+        ttl: Duration,
+    ) -> Result<(), CoordError> {
         let key = keys::control(org, session);
         let mut conn = self.conn();
         match lease {
@@ -90,12 +107,17 @@ impl Coord {
 
     pub async fn control(&self, org: OrgId, session: SessionId) -> Result<Option<ControlLease>, CoordError> {
         let raw: Option<String> = self.conn().get(keys::control(org, session)).await?;
-        raw.map(|raw| serde_json::from_str(&raw)).transpose().map_err(Into::into)
+        raw.map(|raw| serde_json::from_str(&raw))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Drops the routing and lease keys of a session that ended.
     pub async fn forget_session(&self, org: OrgId, session: SessionId) -> Result<(), CoordError> {
-        let _: () = self.conn().del(&[keys::route(org, session), keys::control(org, session)]).await?;
+        let _: () = self
+            .conn()
+            .del(&[keys::route(org, session), keys::control(org, session)])
+            .await?;
         Ok(())
     }
 }

@@ -95,33 +95,58 @@ mod tests {
     ];
 
     fn actor(user: u128, org: u128, role: Role) -> Actor {
-        Actor { user: UserId(Uuid::from_u128(user)), user_name: "x".into(), org: OrgId(Uuid::from_u128(org)), role }
+        Actor {
+            user: UserId(Uuid::from_u128(user)),
+            user_name: "x".into(),
+            org: OrgId(Uuid::from_u128(org)),
+            role,
+        }
     }
 
     fn facts(owner: u128, org: u128) -> SessionFacts {
-        SessionFacts { org: OrgId(Uuid::from_u128(org)), owner: UserId(Uuid::from_u128(owner)) }
+        SessionFacts {
+            org: OrgId(Uuid::from_u128(org)),
+            owner: UserId(Uuid::from_u128(owner)),
+        }
     }
 
     #[test]
     fn owner_may_do_everything() {
         for action in ACTIONS {
-            assert_eq!(authorize(&actor(1, 1, Role::Member), action, facts(1, 1)), Decision::Allow);
+            assert_eq!(
+                authorize(&actor(1, 1, Role::Member), action, facts(1, 1)),
+                Decision::Allow
+            );
         }
     }
 
     #[test]
     fn member_cannot_see_others_sessions() {
         for action in ACTIONS {
-            let expected = if action == SessionAction::Takeover { Decision::Forbidden } else { Decision::Hidden };
-            assert_eq!(authorize(&actor(2, 1, Role::Member), action, facts(1, 1)), expected, "{action:?}");
+            let expected = if action == SessionAction::Takeover {
+                Decision::Forbidden
+            } else {
+                Decision::Hidden
+            };
+            assert_eq!(
+                authorize(&actor(2, 1, Role::Member), action, facts(1, 1)),
+                expected,
+                "{action:?}"
+            );
         }
     }
 
     #[test]
     fn admin_acts_within_own_org_only() {
         for action in ACTIONS {
-            assert_eq!(authorize(&actor(2, 1, Role::Admin), action, facts(1, 1)), Decision::Allow);
-            assert_eq!(authorize(&actor(2, 2, Role::Admin), action, facts(1, 1)), Decision::Hidden);
+            assert_eq!(
+                authorize(&actor(2, 1, Role::Admin), action, facts(1, 1)),
+                Decision::Allow
+            );
+            assert_eq!(
+                authorize(&actor(2, 2, Role::Admin), action, facts(1, 1)),
+                Decision::Hidden
+            );
         }
     }
 }

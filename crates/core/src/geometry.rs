@@ -96,7 +96,10 @@ mod tests {
 
     #[test]
     fn clip_to_screen() {
-        assert_eq!(Rect::new(90, 90, 20, 20).clip_to(100, 100), Some(Rect::new(90, 90, 10, 10)));
+        assert_eq!(
+            Rect::new(90, 90, 20, 20).clip_to(100, 100),
+            Some(Rect::new(90, 90, 10, 10))
+        );
         assert_eq!(Rect::new(100, 0, 5, 5).clip_to(100, 100), None);
     }
 

@@ -40,7 +40,11 @@ pub struct ControlLease {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LeaseError {
     #[error("control is held by {holder_name} since {since}")]
-    Held { holder: UserId, holder_name: String, since: OffsetDateTime },
+    Held {
+        holder: UserId,
+        holder_name: String,
+        since: OffsetDateTime,
+    },
 }
 
 /// Result of granting control: the new lease and, on takeover, the lease it replaced.
@@ -82,7 +86,10 @@ pub fn acquire(
         fence: base.next(),
         since: now,
     };
-    Ok(Grant { lease, replaced: current.cloned() })
+    Ok(Grant {
+        lease,
+        replaced: current.cloned(),
+    })
 }
 
 /// True when input from `viewer` stamped with `fence` may reach the desktop.
@@ -121,7 +128,9 @@ mod tests {
 
     #[test]
     fn second_viewer_rejected_with_holder_name() {
-        let first = acquire(None, FencingToken(0), claimant(1), AttachMode::Control, NOW).unwrap().lease;
+        let first = acquire(None, FencingToken(0), claimant(1), AttachMode::Control, NOW)
+            .unwrap()
+            .lease;
         let err = acquire(Some(&first), FencingToken(1), claimant(2), AttachMode::Control, NOW).unwrap_err();
         let LeaseError::Held { holder_name, since, .. } = err;
         assert_eq!(holder_name, "user1");
@@ -130,7 +139,9 @@ mod tests {
 
     #[test]
     fn takeover_increments_fence_and_fences_out_old_viewer() {
-        let first = acquire(None, FencingToken(4), claimant(1), AttachMode::Control, NOW).unwrap().lease;
+        let first = acquire(None, FencingToken(4), claimant(1), AttachMode::Control, NOW)
+            .unwrap()
+            .lease;
         let grant = acquire(Some(&first), FencingToken(5), claimant(2), AttachMode::Takeover, NOW).unwrap();
         assert_eq!(grant.lease.fence, FencingToken(6));
         assert_eq!(grant.replaced.as_ref(), Some(&first));
@@ -140,7 +151,9 @@ mod tests {
 
     #[test]
     fn release_only_by_holder() {
-        let first = acquire(None, FencingToken(0), claimant(1), AttachMode::Control, NOW).unwrap().lease;
+        let first = acquire(None, FencingToken(0), claimant(1), AttachMode::Control, NOW)
+            .unwrap()
+            .lease;
         assert_eq!(release(Some(first.clone()), claimant(2).viewer), Some(first.clone()));
         assert_eq!(release(Some(first.clone()), first.viewer), None);
     }

@@ -57,13 +57,13 @@ impl SessionState {
     /// True when the lifecycle allows moving from `self` to `to`.
     pub fn can_transition_to(self, to: SessionState) -> bool {
         use SessionState::*;
-        match (self, to) {
-            (Requested, Connecting | Failed | Terminated | Lost) => true,
-            (Connecting, Detached | Active | Failed | Terminated | Lost) => true,
-            (Detached, Active | Terminated | Lost) => true,
-            (Active, Detached | Terminated | Lost) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (Requested, Connecting | Failed | Terminated | Lost)
+                | (Connecting, Detached | Active | Failed | Terminated | Lost)
+                | (Detached, Active | Terminated | Lost)
+                | (Active, Detached | Terminated | Lost)
+        )
     }
 
     /// Checks a transition and returns the new state, or why it is not allowed.

@@ -144,7 +144,10 @@ mod tests {
             assert_eq!(AttachToken::parse(raw), Err(TokenError::Malformed), "{raw:?}");
         }
         let token = AttachToken::generate();
-        assert_eq!(AttachToken::parse(&token.expose().to_uppercase()).unwrap().hash(), token.hash());
+        assert_eq!(
+            AttachToken::parse(&token.expose().to_uppercase()).unwrap().hash(),
+            token.hash()
+        );
     }
 
     #[test]
@@ -157,8 +160,14 @@ mod tests {
     fn verify_checks_binding() {
         let g = grant();
         assert_eq!(g.verify(g.worker, g.session, NOW), Ok(()));
-        assert_eq!(g.verify(WorkerId(Uuid::from_u128(9)), g.session, NOW), Err(TokenError::WrongWorker));
-        assert_eq!(g.verify(g.worker, SessionId(Uuid::from_u128(9)), NOW), Err(TokenError::WrongSession));
+        assert_eq!(
+            g.verify(WorkerId(Uuid::from_u128(9)), g.session, NOW),
+            Err(TokenError::WrongWorker)
+        );
+        assert_eq!(
+            g.verify(g.worker, SessionId(Uuid::from_u128(9)), NOW),
+            Err(TokenError::WrongSession)
+        );
         assert_eq!(g.verify(g.worker, g.session, g.expires_at), Err(TokenError::Expired));
     }
 }

@@ -53,10 +53,12 @@ impl Store {
     }
 
     pub async fn find_user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, password_hash, disabled_at IS NOT NULL AS disabled FROM users WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, name, password_hash, disabled_at IS NOT NULL AS disabled FROM users WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|row| UserRecord {
             id: UserId(row.get("id")),
             name: row.get("name"),
@@ -116,5 +118,9 @@ impl Store {
 fn membership_from_row(row: sqlx::postgres::PgRow) -> Result<Membership, StoreError> {
     let role: String = row.get("role");
     let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?;
-    Ok(Membership { org: OrgId(row.get("org_id")), user: UserId(row.get("user_id")), role })
+    Ok(Membership {
+        org: OrgId(row.get("org_id")),
+        user: UserId(row.get("user_id")),
+        role,
+    })
 }

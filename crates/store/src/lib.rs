@@ -61,14 +61,18 @@ impl Store {
     /// identifier (letters, digits, underscores).
     pub async fn ensure_database(&self, name: &str) -> Result<(), StoreError> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(StoreError::Corrupt(format!("database name {name:?} is not a plain identifier")));
+            return Err(StoreError::Corrupt(format!(
+                "database name {name:?} is not a plain identifier"
+            )));
         }
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(name)
             .fetch_one(&self.pool)
             .await?;
         if !exists {
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&self.pool).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&self.pool)
+                .await?;
         }
         Ok(())
     }

@@ -135,8 +135,19 @@ impl Store {
         .bind(i32::from(new.height))
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, new.org, id, EventKind::Requested, None, SessionState::Requested, 1, Some(new.owner), Some(actor_name), None)
-            .await?;
+        insert_event(
+            &mut tx,
+            new.org,
+            id,
+            EventKind::Requested,
+            None,
+            SessionState::Requested,
+            1,
+            Some(new.owner),
+            Some(actor_name),
+            None,
+        )
+        .await?;
         let record = fetch_session(&mut tx, Some(new.org), id).await?;
         tx.commit().await?;
         Ok(record)
@@ -155,7 +166,12 @@ impl Store {
     }
 
     /// Sessions of the organisation, newest first; only `owner`'s when given.
-    pub async fn list_sessions(&self, org: OrgId, owner: Option<UserId>, limit: i64) -> Result<Vec<SessionRecord>, StoreError> {
+    pub async fn list_sessions(
+        &self,
+        org: OrgId,
+        owner: Option<UserId>,
+        limit: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
         let sql = format!(
             "{SESSION_SELECT} WHERE s.org_id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)
              ORDER BY s.created_at DESC LIMIT $3"
@@ -171,7 +187,8 @@ impl Store {
 
     /// Sessions a worker holds or is opening, in every organisation.
     pub async fn sessions_held_by(&self, worker: WorkerId) -> Result<Vec<SessionRecord>, StoreError> {
-        let sql = format!("{SESSION_SELECT} WHERE s.worker_id = $1 AND s.state IN ('connecting', 'active', 'detached')");
+        let sql =
+            format!("{SESSION_SELECT} WHERE s.worker_id = $1 AND s.state IN ('connecting', 'active', 'detached')");
         let rows = sqlx::query(&sql).bind(worker.0).fetch_all(&self.pool).await?;
         rows.iter().map(session_from_row).collect()
     }
@@ -221,10 +238,12 @@ impl Store {
         let version = current.version + 1;
         apply_transition(&mut tx, &current, &change, version).await?;
         let actor_name = match change.actor {
-            Some(actor) => sqlx::query_scalar::<_, String>("SELECT name FROM users WHERE id = $1")
-                .bind(actor.0)
-                .fetch_optional(&mut *tx)
-                .await?,
+            Some(actor) => {
+                sqlx::query_scalar::<_, String>("SELECT name FROM users WHERE id = $1")
+                    .bind(actor.0)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
             None => None,
         };
         insert_event(
@@ -250,7 +269,11 @@ fn check_transition(current: &SessionRecord, change: &Transition) -> Result<(), 
     if let Some(expected) = change.expected_version
         && expected != current.version
     {
-        return Err(TransitionError::VersionConflict { expected, found: current.version }.into());
+        return Err(TransitionError::VersionConflict {
+            expected,
+            found: current.version,
+        }
+        .into());
     }
     let same_state = current.state == change.to && !current.state.is_final();
     if !same_state {
@@ -348,7 +371,11 @@ async fn lock_session(tx: &mut Transaction<'_, Postgres>, id: SessionId) -> Resu
     fetch_session(tx, None, id).await
 }
 
-async fn fetch_session(conn: &mut sqlx::PgConnection, org: Option<OrgId>, id: SessionId) -> Result<SessionRecord, StoreError> {
+async fn fetch_session(
+    conn: &mut sqlx::PgConnection,
+    org: Option<OrgId>,
+    id: SessionId,
+) -> Result<SessionRecord, StoreError> {
     let sql = format!("{SESSION_SELECT} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.org_id = $2)");
     let row = sqlx::query(&sql)
         .bind(id.0)
@@ -361,7 +388,9 @@ async fn fetch_session(conn: &mut sqlx::PgConnection, org: Option<OrgId>, id: Se
 
 fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
     let state: String = row.get("state");
-    let state = state.parse().map_err(|_| StoreError::Corrupt(format!("session state {state:?}")))?;
+    let state = state
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("session state {state:?}")))?;
     let dimension = |column: &str| -> Result<u16, StoreError> {
         let value: i32 = row.get(column);
         u16::try_from(value).map_err(|_| StoreError::Corrupt(format!("session {column} {value}")))
@@ -392,7 +421,10 @@ fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
 
 impl Store {
     /// Current state of each listed session that exists, for a worker's reconciliation.
-    pub async fn session_states(&self, ids: &[SessionId]) -> Result<Vec<(SessionId, SessionState, Option<String>)>, StoreError> {
+    pub async fn session_states(
+        &self,
+        ids: &[SessionId],
+    ) -> Result<Vec<(SessionId, SessionState, Option<String>)>, StoreError> {
         let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
         let rows = sqlx::query("SELECT id, state, reason FROM sessions WHERE id = ANY($1)")
             .bind(&ids)
@@ -401,7 +433,9 @@ impl Store {
         rows.into_iter()
             .map(|row| {
                 let state: String = row.get("state");
-                let state = state.parse().map_err(|_| StoreError::Corrupt(format!("session state {state:?}")))?;
+                let state = state
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("session state {state:?}")))?;
                 Ok((SessionId(row.get("id")), state, row.get("reason")))
             })
             .collect()

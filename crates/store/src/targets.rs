@@ -81,18 +81,25 @@ impl Store {
 
     pub async fn get_target(&self, org: OrgId, id: TargetId) -> Result<TargetRecord, StoreError> {
         let sql = format!("SELECT {TARGET_COLUMNS} FROM targets WHERE org_id = $1 AND id = $2");
-        let row = sqlx::query(&sql).bind(org.0).bind(id.0).fetch_optional(&self.pool).await?;
-        row.map(target_from_row).transpose()?.ok_or(StoreError::NotFound { what: "target" })
+        let row = sqlx::query(&sql)
+            .bind(org.0)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(target_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound { what: "target" })
     }
 
     /// Loads the credentials of a target; only the session dispatch path calls this.
     pub async fn target_secret(&self, org: OrgId, id: TargetId) -> Result<TargetSecret, StoreError> {
-        let row = sqlx::query("SELECT username, password, domain, cert_sha256 FROM targets WHERE org_id = $1 AND id = $2")
-            .bind(org.0)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound { what: "target" })?;
+        let row =
+            sqlx::query("SELECT username, password, domain, cert_sha256 FROM targets WHERE org_id = $1 AND id = $2")
+                .bind(org.0)
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound { what: "target" })?;
         Ok(TargetSecret {
             username: row.get("username"),
             password: row.get("password"),

@@ -30,14 +30,37 @@ pub enum ProtocolError {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum Wire {
-    Hello { token: String },
-    Key { scancode: u16, extended: bool, down: bool },
-    Unicode { ch: String, down: bool },
-    Mouse { x: i64, y: i64 },
-    Button { button: MouseButton, down: bool, x: i64, y: i64 },
-    Wheel { dy: i64, dx: Option<i64> },
+    Hello {
+        token: String,
+    },
+    Key {
+        scancode: u16,
+        extended: bool,
+        down: bool,
+    },
+    Unicode {
+        ch: String,
+        down: bool,
+    },
+    Mouse {
+        x: i64,
+        y: i64,
+    },
+    Button {
+        button: MouseButton,
+        down: bool,
+        x: i64,
+        y: i64,
+    },
+    Wheel {
+        dy: i64,
+        dx: Option<i64>,
+    },
     ReleaseAll,
-    Resize { width: u32, height: u32 },
+    Resize {
+        width: u32,
+        height: u32,
+    },
     Ping,
 }
 
@@ -49,9 +72,17 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
     let wire: Wire = serde_json::from_str(text).map_err(|error| ProtocolError::Malformed(error.to_string()))?;
     let message = match wire {
         Wire::Hello { token } => ClientMessage::Hello { token },
-        Wire::Key { scancode, extended, down } => {
+        Wire::Key {
+            scancode,
+            extended,
+            down,
+        } => {
             let scancode = u8::try_from(scancode).map_err(|_| ProtocolError::OutOfRange { field: "scancode" })?;
-            ClientMessage::Input(InputEvent::Key { scancode, extended, down })
+            ClientMessage::Input(InputEvent::Key {
+                scancode,
+                extended,
+                down,
+            })
         }
         Wire::Unicode { ch, down } => {
             let mut chars = ch.chars();
@@ -60,7 +91,10 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
             };
             ClientMessage::Input(InputEvent::Unicode { ch, down })
         }
-        Wire::Mouse { x, y } => ClientMessage::Input(InputEvent::MouseMove { x: coordinate(x, "x")?, y: coordinate(y, "y")? }),
+        Wire::Mouse { x, y } => ClientMessage::Input(InputEvent::MouseMove {
+            x: coordinate(x, "x")?,
+            y: coordinate(y, "y")?,
+        }),
         Wire::Button { button, down, x, y } => ClientMessage::Input(InputEvent::MouseButton {
             button,
             down,
@@ -109,13 +143,49 @@ mod tests {
     #[test]
     fn parses_each_input_kind() {
         let cases = [
-            (r#"{"type":"key","scancode":30,"extended":false,"down":true}"#, ClientMessage::Input(InputEvent::Key { scancode: 30, extended: false, down: true })),
-            (r#"{"type":"unicode","ch":"é","down":false}"#, ClientMessage::Input(InputEvent::Unicode { ch: 'é', down: false })),
-            (r#"{"type":"mouse","x":10,"y":20}"#, ClientMessage::Input(InputEvent::MouseMove { x: 10, y: 20 })),
-            (r#"{"type":"button","button":"right","down":true,"x":1,"y":2}"#, ClientMessage::Input(InputEvent::MouseButton { button: MouseButton::Right, down: true, x: 1, y: 2 })),
-            (r#"{"type":"wheel","dy":-120}"#, ClientMessage::Input(InputEvent::Wheel { vertical: -120, horizontal: 0 })),
-            (r#"{"type":"release_all"}"#, ClientMessage::Input(InputEvent::ReleaseAll)),
-            (r#"{"type":"resize","width":1280,"height":720}"#, ClientMessage::Resize { width: 1280, height: 720 }),
+            (
+                r#"{"type":"key","scancode":30,"extended":false,"down":true}"#,
+                ClientMessage::Input(InputEvent::Key {
+                    scancode: 30,
+                    extended: false,
+                    down: true,
+                }),
+            ),
+            (
+                r#"{"type":"unicode","ch":"é","down":false}"#,
+                ClientMessage::Input(InputEvent::Unicode { ch: 'é', down: false }),
+            ),
+            (
+                r#"{"type":"mouse","x":10,"y":20}"#,
+                ClientMessage::Input(InputEvent::MouseMove { x: 10, y: 20 }),
+            ),
+            (
+                r#"{"type":"button","button":"right","down":true,"x":1,"y":2}"#,
+                ClientMessage::Input(InputEvent::MouseButton {
+                    button: MouseButton::Right,
+                    down: true,
+                    x: 1,
+                    y: 2,
+                }),
+            ),
+            (
+                r#"{"type":"wheel","dy":-120}"#,
+                ClientMessage::Input(InputEvent::Wheel {
+                    vertical: -120,
+                    horizontal: 0,
+                }),
+            ),
+            (
+                r#"{"type":"release_all"}"#,
+                ClientMessage::Input(InputEvent::ReleaseAll),
+            ),
+            (
+                r#"{"type":"resize","width":1280,"height":720}"#,
+                ClientMessage::Resize {
+                    width: 1280,
+                    height: 720,
+                },
+            ),
             (r#"{"type":"ping"}"#, ClientMessage::Ping),
         ];
         for (text, expected) in cases {
@@ -145,7 +215,10 @@ mod tests {
     #[test]
     fn rejects_oversized() {
         let text = format!(r#"{{"type":"hello","token":"{}"}}"#, "a".repeat(MAX_CLIENT_MESSAGE));
-        assert_eq!(parse_client_message(&text), Err(ProtocolError::TooLarge { size: text.len() }));
+        assert_eq!(
+            parse_client_message(&text),
+            Err(ProtocolError::TooLarge { size: text.len() })
+        );
     }
 
     proptest! {

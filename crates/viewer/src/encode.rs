@@ -43,7 +43,10 @@ pub enum EncodeError {
 pub fn encode_rect(rect: Rect, rgba: &[u8], encoding: Encoding, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let expected = usize::from(rect.width) * usize::from(rect.height) * 4;
     if rgba.len() != expected {
-        return Err(EncodeError::Size { expected, actual: rgba.len() });
+        return Err(EncodeError::Size {
+            expected,
+            actual: rgba.len(),
+        });
     }
     out.clear();
     out.push(KIND_RECT);
@@ -65,8 +68,12 @@ pub fn encode_batch_end() -> Vec<u8> {
 
 fn encode_zlib(rgba: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let mut encoder = ZlibEncoder::new(out, Compression::fast());
-    encoder.write_all(rgba).map_err(|error| EncodeError::Encoder(error.to_string()))?;
-    encoder.finish().map_err(|error| EncodeError::Encoder(error.to_string()))?;
+    encoder
+        .write_all(rgba)
+        .map_err(|error| EncodeError::Encoder(error.to_string()))?;
+    encoder
+        .finish()
+        .map_err(|error| EncodeError::Encoder(error.to_string()))?;
     Ok(())
 }
 
@@ -75,8 +82,12 @@ fn encode_png(rect: Rect, rgba: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeEr
     encoder.set_color(png::ColorType::Rgba);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.set_compression(png::Compression::Fast);
-    let mut writer = encoder.write_header().map_err(|error| EncodeError::Encoder(error.to_string()))?;
-    writer.write_image_data(rgba).map_err(|error| EncodeError::Encoder(error.to_string()))?;
+    let mut writer = encoder
+        .write_header()
+        .map_err(|error| EncodeError::Encoder(error.to_string()))?;
+    writer
+        .write_image_data(rgba)
+        .map_err(|error| EncodeError::Encoder(error.to_string()))?;
     writer.finish().map_err(|error| EncodeError::Encoder(error.to_string()))
 }
 
@@ -111,7 +122,9 @@ mod tests {
         encode_rect(rect, &pixels, Encoding::ZlibRgba, &mut out).unwrap();
         assert_eq!(&out[..10], &[1, 0, 0, 5, 0, 6, 0, 31, 0, 17]);
         let mut decoded = Vec::new();
-        flate2::read::ZlibDecoder::new(&out[10..]).read_to_end(&mut decoded).unwrap();
+        flate2::read::ZlibDecoder::new(&out[10..])
+            .read_to_end(&mut decoded)
+            .unwrap();
         assert_eq!(decoded, pixels);
     }
 
@@ -131,6 +144,12 @@ mod tests {
     fn wrong_buffer_size_is_an_error() {
         let mut out = Vec::new();
         let error = encode_rect(Rect::new(0, 0, 2, 2), &[0; 15], Encoding::ZlibRgba, &mut out).unwrap_err();
-        assert!(matches!(error, EncodeError::Size { expected: 16, actual: 15 }));
+        assert!(matches!(
+            error,
+            EncodeError::Size {
+                expected: 16,
+                actual: 15
+            }
+        ));
     }
 }

@@ -15,7 +15,14 @@ pub struct ControlInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    Ready { session_id: Uuid, viewer_id: Uuid, width: u16, height: u16, fence: u64, user: String },
+    Ready {
+        session_id: Uuid,
+        viewer_id: Uuid,
+        width: u16,
+        height: u16,
+        fence: u64,
+        user: String,
+    },
     State {
         state: String,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -28,14 +35,23 @@ pub enum ServerMessage {
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,
     },
-    Resize { width: u16, height: u16 },
-    Error { code: String, message: String },
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
     Pong,
 }
 
 impl ServerMessage {
     pub fn error(code: &str, message: impl Into<String>) -> Self {
-        Self::Error { code: code.to_owned(), message: message.into() }
+        Self::Error {
+            code: code.to_owned(),
+            message: message.into(),
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -52,13 +68,23 @@ mod tests {
 
     #[test]
     fn control_lost_wire_form() {
-        let message = ServerMessage::ControlLost { by: "admin".into(), at: datetime!(2026-12-04 12:00 UTC) };
-        assert_eq!(message.to_json(), r#"{"type":"control_lost","by":"admin","at":"2026-12-04T12:00:00Z"}"#);
+        let message = ServerMessage::ControlLost {
+            by: "admin".into(),
+            at: datetime!(2026-12-04 12:00 UTC),
+        };
+        assert_eq!(
+            message.to_json(),
+            r#"{"type":"control_lost","by":"admin","at":"2026-12-04T12:00:00Z"}"#
+        );
     }
 
     #[test]
     fn state_omits_missing_fields() {
-        let message = ServerMessage::State { state: "detached".into(), reason: None, control: None };
+        let message = ServerMessage::State {
+            state: "detached".into(),
+            reason: None,
+            control: None,
+        };
         assert_eq!(message.to_json(), r#"{"type":"state","state":"detached"}"#);
     }
 }

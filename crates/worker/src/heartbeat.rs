@@ -48,7 +48,10 @@ async fn publish(shared: &Shared) -> Result<(), rdp_proxy_coord::CoordError> {
     for (id, handle) in shared.registry.snapshot() {
         shared.coord.set_route(handle.org, id, shared.id, route_ttl).await?;
         let lease = handle.lease.borrow().clone();
-        shared.coord.set_control(handle.org, id, lease.as_ref(), route_ttl).await?;
+        shared
+            .coord
+            .set_control(handle.org, id, lease.as_ref(), route_ttl)
+            .await?;
     }
     Ok(())
 }

@@ -29,19 +29,38 @@ pub(crate) fn router(shared: Shared) -> Router<Shared> {
 }
 
 fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(WorkerError { code: code.to_owned(), message: message.into() })).into_response()
+    (
+        status,
+        Json(WorkerError {
+            code: code.to_owned(),
+            message: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 async fn start(State(shared): State<Shared>, Json(request): Json<StartSession>) -> Response {
     match session::start(&shared, request.session_id).await {
-        Ok(record) => (StatusCode::ACCEPTED, Json(HeldSession { session_id: record.id, state: record.state.to_string(), viewers: 0 })).into_response(),
+        Ok(record) => (
+            StatusCode::ACCEPTED,
+            Json(HeldSession {
+                session_id: record.id,
+                state: record.state.to_string(),
+                viewers: 0,
+            }),
+        )
+            .into_response(),
         Err(StartError::NotFound) => error_response(StatusCode::NOT_FOUND, "session_not_found", "session not found"),
         Err(error @ (StartError::NotRequested(_) | StartError::AlreadyHeld)) => {
             error_response(StatusCode::CONFLICT, "session_not_startable", error.to_string())
         }
         Err(StartError::Store(store)) => {
             tracing::error!(session.id = %request.session_id, error = %store, "Could not claim the session");
-            error_response(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "could not record the session start; retry")
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "could not record the session start; retry",
+            )
         }
     }
 }
@@ -73,27 +92,47 @@ async fn run_command(
     id: SessionId,
     build: impl FnOnce(oneshot::Sender<Result<(), CommandError>>) -> Command,
 ) -> Response {
-    let not_held = || error_response(StatusCode::NOT_FOUND, "session_not_held", "this worker does not hold that session");
-    let Some(handle) = shared.registry.get(id) else { return not_held() };
+    let not_held = || {
+        error_response(
+            StatusCode::NOT_FOUND,
+            "session_not_held",
+            "this worker does not hold that session",
+        )
+    };
+    let Some(handle) = shared.registry.get(id) else {
+        return not_held();
+    };
     let (reply, answer) = oneshot::channel();
     if handle.commands.send(build(reply)).await.is_err() {
         return not_held();
     }
     match answer.await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(error @ CommandError::NotHeld(_))) => self::error_response(StatusCode::CONFLICT, "session_not_held", error.to_string()),
-        Ok(Err(error @ CommandError::Store(_))) => self::error_response(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", error.to_string()),
+        Ok(Err(error @ CommandError::NotHeld(_))) => {
+            self::error_response(StatusCode::CONFLICT, "session_not_held", error.to_string())
+        }
+        Ok(Err(error @ CommandError::Store(_))) => {
+            self::error_response(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", error.to_string())
+        }
         Err(_) => not_held(),
     }
 }
 
 /// Rejects internal requests without the cluster secret. Compares digests in constant time.
 async fn check_secret(State(shared): State<Shared>, request: Request, next: Next) -> Response {
-    let presented = request.headers().get(SECRET_HEADER).map(|value| value.as_bytes()).unwrap_or_default();
+    let presented = request
+        .headers()
+        .get(SECRET_HEADER)
+        .map(|value| value.as_bytes())
+        .unwrap_or_default();
     let expected = Sha256::digest(shared.config.cluster_secret.as_bytes());
     let presented = Sha256::digest(presented);
     if !bool::from(expected.ct_eq(&presented)) {
-        return error_response(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong cluster secret");
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong cluster secret",
+        );
     }
     next.run(request).await
 }

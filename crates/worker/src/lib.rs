@@ -87,5 +87,8 @@ impl Worker {
 }
 
 fn router(shared: Shared) -> Router {
-    Router::new().merge(viewer::router()).merge(internal::router(shared.clone())).with_state(shared)
+    Router::new()
+        .merge(viewer::router())
+        .merge(internal::router(shared.clone()))
+        .with_state(shared)
 }

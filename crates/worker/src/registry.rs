@@ -57,7 +57,10 @@ impl Registry {
     pub(crate) async fn terminate_all(&self, reason: &str) {
         for (id, handle) in self.snapshot() {
             let (reply, done) = oneshot::channel();
-            let actor = ActorRef { user_id: None, reason: reason.to_owned() };
+            let actor = ActorRef {
+                user_id: None,
+                reason: reason.to_owned(),
+            };
             if handle.commands.send(Command::Terminate { actor, reply }).await.is_err() {
                 continue;
             }

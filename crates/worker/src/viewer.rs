@@ -14,7 +14,8 @@ use rdp_proxy_core::token::AttachToken;
 use rdp_proxy_core::{FencingToken, Rect, SessionId, ViewerId};
 use rdp_proxy_rdp::SharedScreen;
 use rdp_proxy_viewer::{
-    ClientMessage, Encoding, ProtocolError, ServerMessage, close_code, encode_batch_end, encode_rect, parse_client_message,
+    ClientMessage, Encoding, ProtocolError, ServerMessage, close_code, encode_batch_end, encode_rect,
+    parse_client_message,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -47,7 +48,11 @@ async fn serve(mut socket: WebSocket, shared: Shared, session_id: SessionId) {
     let viewer = ViewerId::new_random();
     let attachment = match handshake(&mut socket, &shared, session_id, viewer).await {
         Ok(attachment) => attachment,
-        Err(Rejection { close_code, code, message }) => {
+        Err(Rejection {
+            close_code,
+            code,
+            message,
+        }) => {
             tracing::info!(session.id = %session_id, viewer.id = %viewer, code, reason = %message, "Viewer rejected");
             let _ = socket.send(text(&ServerMessage::error(code, message.clone()))).await;
             let _ = socket.send(close(close_code, &message)).await;
@@ -68,46 +73,98 @@ struct Rejection {
 
 impl Rejection {
     fn new(close_code: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self { close_code, code, message: message.into() }
+        Self {
+            close_code,
+            code,
+            message: message.into(),
+        }
     }
 }
 
 /// Reads the hello, redeems its token and attaches; then sends `ready`.
-async fn handshake(socket: &mut WebSocket, shared: &Shared, session_id: SessionId, viewer: ViewerId) -> Result<Attachment, Rejection> {
+async fn handshake(
+    socket: &mut WebSocket,
+    shared: &Shared,
+    session_id: SessionId,
+    viewer: ViewerId,
+) -> Result<Attachment, Rejection> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv())
         .await
         .map_err(|_| Rejection::new(close_code::BAD_MESSAGE, "hello_timeout", "no hello message within 10 s"))?;
     let Some(Ok(Message::Text(first))) = first else {
-        return Err(Rejection::new(close_code::BAD_MESSAGE, "bad_message", "the first message must be a text hello"));
+        return Err(Rejection::new(
+            close_code::BAD_MESSAGE,
+            "bad_message",
+            "the first message must be a text hello",
+        ));
     };
     let token = match parse_client_message(first.as_str()) {
         Ok(ClientMessage::Hello { token }) => token,
-        Ok(_) => return Err(Rejection::new(close_code::BAD_MESSAGE, "bad_message", "the first message must be a hello")),
-        Err(error) => return Err(Rejection::new(close_code::BAD_MESSAGE, "bad_message", error.to_string())),
+        Ok(_) => {
+            return Err(Rejection::new(
+                close_code::BAD_MESSAGE,
+                "bad_message",
+                "the first message must be a hello",
+            ));
+        }
+        Err(error) => {
+            return Err(Rejection::new(
+                close_code::BAD_MESSAGE,
+                "bad_message",
+                error.to_string(),
+            ));
+        }
     };
-    let token = AttachToken::parse(&token).map_err(|error| Rejection::new(close_code::BAD_TOKEN, "invalid_token", error.to_string()))?;
+    let token = AttachToken::parse(&token)
+        .map_err(|error| Rejection::new(close_code::BAD_TOKEN, "invalid_token", error.to_string()))?;
     let handle = shared.registry.get(session_id).ok_or_else(|| {
-        Rejection::new(close_code::SESSION_GONE, "session_not_found", "this worker does not hold that session; request a new attach")
+        Rejection::new(
+            close_code::SESSION_GONE,
+            "session_not_found",
+            "this worker does not hold that session; request a new attach",
+        )
     })?;
     let grant = shared
         .tokens
         .redeem(handle.org, &token)
         .await
-        .map_err(|error| Rejection::new(close_code::BAD_TOKEN, "token_store_unavailable", format!("could not check the token: {error}")))?
-        .map_err(|error| Rejection::new(close_code::BAD_TOKEN, "invalid_token", format!("{error}; request a new attach")))?;
+        .map_err(|error| {
+            Rejection::new(
+                close_code::BAD_TOKEN,
+                "token_store_unavailable",
+                format!("could not check the token: {error}"),
+            )
+        })?
+        .map_err(|error| {
+            Rejection::new(
+                close_code::BAD_TOKEN,
+                "invalid_token",
+                format!("{error}; request a new attach"),
+            )
+        })?;
     grant
         .verify(shared.id, session_id, OffsetDateTime::now_utc())
         .map_err(|error| Rejection::new(close_code::BAD_TOKEN, "invalid_token", error.to_string()))?;
     if grant.org != handle.org {
-        return Err(Rejection::new(close_code::BAD_TOKEN, "invalid_token", "attach token belongs to another session"));
+        return Err(Rejection::new(
+            close_code::BAD_TOKEN,
+            "invalid_token",
+            "attach token belongs to another session",
+        ));
     }
     let user = grant.user_name.clone();
     let (reply, answer) = oneshot::channel();
     let gone = || Rejection::new(close_code::SESSION_GONE, "session_not_found", "the session has ended");
-    handle.commands.send(Command::Attach { grant, viewer, reply }).await.map_err(|_| gone())?;
+    handle
+        .commands
+        .send(Command::Attach { grant, viewer, reply })
+        .await
+        .map_err(|_| gone())?;
     let attachment = answer.await.map_err(|_| gone())?.map_err(|error| match error {
         AttachError::Held { .. } => Rejection::new(close_code::CONTROL_HELD, "control_held", error.to_string()),
-        AttachError::NotAttachable(_) => Rejection::new(close_code::SESSION_GONE, "session_not_attachable", error.to_string()),
+        AttachError::NotAttachable(_) => {
+            Rejection::new(close_code::SESSION_GONE, "session_not_attachable", error.to_string())
+        }
         AttachError::Store(_) => Rejection::new(close_code::SESSION_GONE, "internal", error.to_string()),
     })?;
     let (width, height) = attachment.screen.size();
@@ -126,7 +183,12 @@ async fn handshake(socket: &mut WebSocket, shared: &Shared, session_id: SessionI
 
 /// Runs the attached viewer until the socket closes or the actor closes it.
 async fn stream(socket: WebSocket, attachment: Attachment, viewer: ViewerId) {
-    let Attachment { fence, screen, mut events, commands } = attachment;
+    let Attachment {
+        fence,
+        screen,
+        mut events,
+        commands,
+    } = attachment;
     let (mut sink, incoming) = socket.split();
     let (replies, mut reply_rx) = mpsc::channel::<ServerMessage>(16);
     let mut reader = tokio::spawn(read_input(incoming, commands, viewer, fence, replies));
@@ -146,10 +208,9 @@ async fn stream(socket: WebSocket, attachment: Attachment, viewer: ViewerId) {
                 }
                 None => break,
             },
-            reply = reply_rx.recv() => match reply {
-                Some(message) => if sink.send(text(&message)).await.is_err() { break; },
-                None => {}
-            },
+            Some(message) = reply_rx.recv() => {
+                if sink.send(text(&message)).await.is_err() { break; }
+            }
             changed = updates.changed(), if !dirty => {
                 if changed.is_err() { break; }
                 dirty = true;
@@ -205,7 +266,12 @@ async fn read_input(
         };
         let command = match parsed {
             Ok(ClientMessage::Input(event)) => Command::Input { viewer, fence, event },
-            Ok(ClientMessage::Resize { width, height }) => Command::Resize { viewer, fence, width, height },
+            Ok(ClientMessage::Resize { width, height }) => Command::Resize {
+                viewer,
+                fence,
+                width,
+                height,
+            },
             Ok(ClientMessage::Ping) => {
                 let _ = replies.try_send(ServerMessage::Pong);
                 continue;
@@ -243,7 +309,12 @@ struct FramePump {
 impl FramePump {
     fn new(screen: Arc<SharedScreen>) -> Self {
         let size = screen.size();
-        Self { screen, seq: 0, size, first: true }
+        Self {
+            screen,
+            seq: 0,
+            size,
+            first: true,
+        }
     }
 
     /// Encodes what changed since the last batch (everything, the first time) on a blocking
@@ -253,22 +324,32 @@ impl FramePump {
         let since = if self.first { 0 } else { self.seq };
         let force_full = self.first;
         let known_size = self.size;
-        let (seq, size, messages) = tokio::task::spawn_blocking(move || encode_damage(&screen, since, force_full, known_size))
+        let batch = tokio::task::spawn_blocking(move || encode_damage(&screen, since, force_full, known_size))
             .await
             .map_err(|error| format!("encoder task failed: {error}"))??;
         self.first = false;
-        self.seq = seq;
-        self.size = size;
-        Ok(messages)
+        self.seq = batch.seq;
+        self.size = batch.size;
+        Ok(batch.messages)
     }
 }
 
-fn encode_damage(screen: &SharedScreen, since: u64, force_full: bool, known_size: (u16, u16)) -> Result<(u64, (u16, u16), Vec<Message>), String> {
+/// Messages for one batch, with the sequence number and screen size they reflect.
+struct Batch {
+    seq: u64,
+    size: (u16, u16),
+    messages: Vec<Message>,
+}
+
+fn encode_damage(screen: &SharedScreen, since: u64, force_full: bool, known_size: (u16, u16)) -> Result<Batch, String> {
     let damage = screen.damage_since(since);
     let size = screen.size();
     let mut messages = Vec::new();
     if size != known_size {
-        messages.push(text(&ServerMessage::Resize { width: size.0, height: size.1 }));
+        messages.push(text(&ServerMessage::Resize {
+            width: size.0,
+            height: size.1,
+        }));
     }
     let rects = if force_full || damage.full || size != known_size {
         full_screen_bands(size)
@@ -276,18 +357,28 @@ fn encode_damage(screen: &SharedScreen, since: u64, force_full: bool, known_size
         damage.rects
     };
     if rects.is_empty() {
-        return Ok((damage.seq, size, messages));
+        return Ok(Batch {
+            seq: damage.seq,
+            size,
+            messages,
+        });
     }
     let mut pixels = Vec::new();
     for rect in rects {
-        let Some(rect) = rect.clip_to(size.0, size.1) else { continue };
+        let Some(rect) = rect.clip_to(size.0, size.1) else {
+            continue;
+        };
         screen.read_rgba(rect, &mut pixels);
         let mut encoded = Vec::new();
         encode_rect(rect, &pixels, Encoding::ZlibRgba, &mut encoded).map_err(|error| error.to_string())?;
         messages.push(Message::Binary(encoded.into()));
     }
     messages.push(Message::Binary(encode_batch_end().into()));
-    Ok((damage.seq, size, messages))
+    Ok(Batch {
+        seq: damage.seq,
+        size,
+        messages,
+    })
 }
 
 fn full_screen_bands((width, height): (u16, u16)) -> Vec<Rect> {
@@ -307,5 +398,8 @@ fn close(code: u16, reason: &str) -> Message {
     while reason.len() > 120 {
         reason.pop();
     }
-    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
 }

@@ -9,16 +9,23 @@ use crate::views::{LoginRequest, LoginResponse, UserView};
 use crate::{ApiError, AppState};
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/login", post(login)).route("/api/v1/me", get(me))
+    Router::new()
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/me", get(me))
 }
 
 /// Exchanges a user name and password for a short-lived access token.
 #[utoipa::path(post, path = "/api/v1/login", request_body = LoginRequest, tag = "auth",
     responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody)))]
-pub(crate) async fn login(State(state): State<AppState>, Json(request): Json<LoginRequest>) -> Result<Json<LoginResponse>, ApiError> {
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    Json(request): Json<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
     let rejected = || ApiError::unauthorized("user name or password is wrong");
     let user = state.store.find_user_by_name(request.username.trim()).await?;
-    let hash = user.as_ref().map_or_else(|| decoy_hash().to_owned(), |user| user.password_hash.clone());
+    let hash = user
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_owned(), |user| user.password_hash.clone());
     let password = request.password;
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
@@ -27,7 +34,13 @@ pub(crate) async fn login(State(state): State<AppState>, Json(request): Json<Log
         tracing::info!(user.name = %request.username.trim(), "Login rejected");
         return Err(rejected());
     };
-    let membership = state.store.memberships(user.id).await?.into_iter().next().ok_or_else(rejected)?;
+    let membership = state
+        .store
+        .memberships(user.id)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(rejected)?;
     let (access_token, expires_at) = issue_access_token(&state, user.id, &user.name, membership.org)?;
     tracing::info!(user.id = %user.id, org.id = %membership.org, "Login succeeded");
     Ok(Json(LoginResponse {

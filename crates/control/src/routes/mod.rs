@@ -9,5 +9,8 @@ use axum::Router;
 use crate::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().merge(auth::router()).merge(targets::router()).merge(sessions::router())
+    Router::new()
+        .merge(auth::router())
+        .merge(targets::router())
+        .merge(sessions::router())
 }

@@ -17,7 +17,9 @@ use time::OffsetDateTime;
 
 use crate::auth::Authenticated;
 use crate::dispatch::{self, DispatchError};
-use crate::views::{AttachRequest, AttachResponse, CreateSession, EventView, ListQuery, Page, SessionView, TerminateRequest};
+use crate::views::{
+    AttachRequest, AttachResponse, CreateSession, EventView, ListQuery, Page, SessionView, TerminateRequest,
+};
 use crate::{ApiError, AppState};
 
 /// Lifetime of an attach token; the viewer redeems it within a second or two.
@@ -36,14 +38,28 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// Loads a session and applies the access rule; hidden sessions answer exactly like missing ones.
-async fn load_authorized(state: &AppState, actor: &Actor, id: SessionId, action: SessionAction) -> Result<SessionRecord, ApiError> {
+async fn load_authorized(
+    state: &AppState,
+    actor: &Actor,
+    id: SessionId,
+    action: SessionAction,
+) -> Result<SessionRecord, ApiError> {
     let record = state.store.get_session(actor.org, id).await?;
-    match authorize(actor, action, SessionFacts { org: record.org, owner: record.owner }) {
+    match authorize(
+        actor,
+        action,
+        SessionFacts {
+            org: record.org,
+            owner: record.owner,
+        },
+    ) {
         Decision::Allow => Ok(record),
         Decision::Hidden => Err(ApiError::not_found("session")),
         Decision::Forbidden => {
             tracing::info!(user.id = %actor.user, session.id = %id, action = ?action, "Request forbidden");
-            Err(ApiError::forbidden("taking over another user's session needs the admin role"))
+            Err(ApiError::forbidden(
+                "taking over another user's session needs the admin role",
+            ))
         }
     }
 }
@@ -59,7 +75,13 @@ pub(crate) async fn create_session(
     let width = checked_dimension(request.width.unwrap_or(1280), "width")?;
     let height = checked_dimension(request.height.unwrap_or(720), "height")?;
     let target = state.store.get_target(actor.org, TargetId(request.target_id)).await?;
-    let new = NewSession { org: actor.org, owner: actor.user, target: target.id, width, height };
+    let new = NewSession {
+        org: actor.org,
+        owner: actor.user,
+        target: target.id,
+        width,
+        height,
+    };
     let record = state.store.insert_session(&new, &actor.user_name).await?;
     tracing::info!(session.id = %record.id, org.id = %actor.org, user.id = %actor.user, target.id = %target.id, "Session requested");
     let started = match dispatch::choose_worker(&state).await {
@@ -70,7 +92,10 @@ pub(crate) async fn create_session(
         let reason = format!("could not start the session: {error}");
         let change = Transition::new(SessionState::Failed, EventKind::Failed).reason(reason.clone());
         state.store.transition(record.id, change).await?;
-        return Err(ApiError::unavailable("no_worker", format!("{reason}; retry when a worker is running")));
+        return Err(ApiError::unavailable(
+            "no_worker",
+            format!("{reason}; retry when a worker is running"),
+        ));
     }
     let record = state.store.get_session(actor.org, record.id).await?;
     Ok((StatusCode::CREATED, Json(record.into())))
@@ -80,7 +105,10 @@ fn checked_dimension(value: u16, field: &str) -> Result<u16, ApiError> {
     if (200..=8192).contains(&value) {
         return Ok(value);
     }
-    Err(ApiError::bad_request("invalid_size", format!("{field} {value} is out of range; use 200 to 8192 pixels")))
+    Err(ApiError::bad_request(
+        "invalid_size",
+        format!("{field} {value} is out of range; use 200 to 8192 pixels"),
+    ))
 }
 
 /// Lists sessions: a member's own, or every session of the organisation for an admin.
@@ -93,7 +121,10 @@ pub(crate) async fn list_sessions(
 ) -> Result<Json<Page<SessionView>>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_limit", "limit must be between 1 and 500"));
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 500",
+        ));
     }
     let state_filter = match query.state.as_deref() {
         Some(raw) => Some(raw.parse::<SessionState>().map_err(|_| {
@@ -109,7 +140,16 @@ pub(crate) async fn list_sessions(
     let items = records
         .into_iter()
         .filter(|record| state_filter.is_none_or(|wanted| record.state == wanted))
-        .filter(|record| authorize(&actor, SessionAction::View, SessionFacts { org: record.org, owner: record.owner }) == Decision::Allow)
+        .filter(|record| {
+            authorize(
+                &actor,
+                SessionAction::View,
+                SessionFacts {
+                    org: record.org,
+                    owner: record.owner,
+                },
+            ) == Decision::Allow
+        })
         .map(SessionView::from)
         .collect();
     Ok(Json(Page { items }))
@@ -123,7 +163,9 @@ pub(crate) async fn get_session(
     Authenticated(actor): Authenticated,
     Path(id): Path<SessionId>,
 ) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(load_authorized(&state, &actor, id, SessionAction::View).await?.into()))
+    Ok(Json(
+        load_authorized(&state, &actor, id, SessionAction::View).await?.into(),
+    ))
 }
 
 /// Returns the session's history, oldest first.
@@ -135,7 +177,13 @@ pub(crate) async fn session_events(
     Path(id): Path<SessionId>,
 ) -> Result<Json<Page<EventView>>, ApiError> {
     load_authorized(&state, &actor, id, SessionAction::View).await?;
-    let items = state.store.session_events(actor.org, id).await?.into_iter().map(EventView::from).collect();
+    let items = state
+        .store
+        .session_events(actor.org, id)
+        .await?
+        .into_iter()
+        .map(EventView::from)
+        .collect();
     Ok(Json(Page { items }))
 }
 
@@ -154,7 +202,12 @@ pub(crate) async fn attach_session(
     let mode = match request.mode.as_deref().unwrap_or("control") {
         "control" => AttachMode::Control,
         "takeover" => AttachMode::Takeover,
-        other => return Err(ApiError::bad_request("invalid_mode", format!("unknown mode {other:?}; use control or takeover"))),
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_mode",
+                format!("unknown mode {other:?}; use control or takeover"),
+            ));
+        }
     };
     let action = match mode {
         AttachMode::Control => SessionAction::Attach,
@@ -166,19 +219,29 @@ pub(crate) async fn attach_session(
     }
     if !matches!(record.state, SessionState::Active | SessionState::Detached) {
         let reason = record.reason.clone().unwrap_or_default();
-        return Err(ApiError::conflict("session_not_attachable", format!("session is {} ({reason}); open a new session", record.state)));
+        return Err(ApiError::conflict(
+            "session_not_attachable",
+            format!("session is {} ({reason}); open a new session", record.state),
+        ));
     }
     if let (AttachMode::Control, SessionState::Active, Some(holder)) = (mode, record.state, &record.control_user_name) {
         let since = record.control_since.map(rfc3339).unwrap_or_default();
         return Err(ApiError::conflict(
             "control_held",
-            format!("control is held by {holder} since {since}; ask them to detach, or take over if your role allows it"),
+            format!(
+                "control is held by {holder} since {since}; ask them to detach, or take over if your role allows it"
+            ),
         ));
     }
-    let worker_id = record.worker.ok_or_else(|| ApiError::unavailable("worker_unavailable", "the session has no worker yet; retry"))?;
-    let worker = dispatch::worker(&state, worker_id)
-        .await
-        .map_err(|_| ApiError::unavailable("worker_unavailable", "the worker holding this session is not responding; retry shortly"))?;
+    let worker_id = record
+        .worker
+        .ok_or_else(|| ApiError::unavailable("worker_unavailable", "the session has no worker yet; retry"))?;
+    let worker = dispatch::worker(&state, worker_id).await.map_err(|_| {
+        ApiError::unavailable(
+            "worker_unavailable",
+            "the worker holding this session is not responding; retry shortly",
+        )
+    })?;
     let now = OffsetDateTime::now_utc();
     let grant = AttachGrant {
         org: actor.org,
@@ -209,7 +272,10 @@ async fn wait_until_connected(state: &AppState, actor: &Actor, id: SessionId) ->
             return Ok(record);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::conflict("session_connecting", "the session is still connecting; retry in a few seconds"));
+            return Err(ApiError::conflict(
+                "session_connecting",
+                "the session is still connecting; retry in a few seconds",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
@@ -227,9 +293,16 @@ pub(crate) async fn detach_session(
     match record.state {
         SessionState::Detached => return Ok(Json(record.into())),
         SessionState::Active => {}
-        other => return Err(ApiError::conflict("session_not_attached", format!("session is {other}; only an active session can be detached"))),
+        other => {
+            return Err(ApiError::conflict(
+                "session_not_attached",
+                format!("session is {other}; only an active session can be detached"),
+            ));
+        }
     }
-    let worker_id = record.worker.ok_or_else(|| ApiError::unavailable("worker_unavailable", "the session has no worker"))?;
+    let worker_id = record
+        .worker
+        .ok_or_else(|| ApiError::unavailable("worker_unavailable", "the session has no worker"))?;
     let reason = format!("detached by {}", actor.user_name);
     let result = match dispatch::worker(&state, worker_id).await {
         Ok(worker) => dispatch::detach(&state, &worker, id, actor.user, &reason).await,
@@ -251,10 +324,15 @@ pub(crate) async fn terminate_session(
 ) -> Result<Json<SessionView>, ApiError> {
     let record = load_authorized(&state, &actor, id, SessionAction::Terminate).await?;
     if record.state.is_final() {
-        return Err(ApiError::conflict("session_ended", format!("session is already {}", record.state)));
+        return Err(ApiError::conflict(
+            "session_ended",
+            format!("session is already {}", record.state),
+        ));
     }
     let request = body.map(|Json(body)| body).unwrap_or_default();
-    let given = request.reason.map(|reason| reason.chars().take(200).collect::<String>());
+    let given = request
+        .reason
+        .map(|reason| reason.chars().take(200).collect::<String>());
     let reason = match given {
         Some(reason) if !reason.trim().is_empty() => format!("terminated by {}: {}", actor.user_name, reason.trim()),
         _ => format!("terminated by {}", actor.user_name),
@@ -280,14 +358,21 @@ pub(crate) async fn terminate_session(
 
 fn dispatch_error(error: DispatchError, action: &str) -> ApiError {
     match error {
-        DispatchError::Rejected { status: 409, message, .. } => ApiError::conflict("invalid_state", message),
-        DispatchError::Rejected { status: 404, .. } => {
-            ApiError::unavailable("worker_unavailable", format!("the worker no longer holds this session; {action} not applied"))
-        }
-        other => ApiError::unavailable("worker_unavailable", format!("{other}; {action} not applied, retry shortly")),
+        DispatchError::Rejected {
+            status: 409, message, ..
+        } => ApiError::conflict("invalid_state", message),
+        DispatchError::Rejected { status: 404, .. } => ApiError::unavailable(
+            "worker_unavailable",
+            format!("the worker no longer holds this session; {action} not applied"),
+        ),
+        other => ApiError::unavailable(
+            "worker_unavailable",
+            format!("{other}; {action} not applied, retry shortly"),
+        ),
     }
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string())
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
 }

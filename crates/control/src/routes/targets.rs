@@ -15,7 +15,16 @@ pub(crate) fn router() -> Router<AppState> {
 /// Lists the organisation's RDP targets.
 #[utoipa::path(get, path = "/api/v1/targets", tag = "targets", security(("bearer" = [])),
     responses((status = 200, body = Page<TargetView>), (status = 401, body = crate::error::ErrorBody)))]
-pub(crate) async fn list_targets(State(state): State<AppState>, Authenticated(actor): Authenticated) -> Result<Json<Page<TargetView>>, ApiError> {
-    let items = state.store.list_targets(actor.org).await?.into_iter().map(TargetView::from).collect();
+pub(crate) async fn list_targets(
+    State(state): State<AppState>,
+    Authenticated(actor): Authenticated,
+) -> Result<Json<Page<TargetView>>, ApiError> {
+    let items = state
+        .store
+        .list_targets(actor.org)
+        .await?
+        .into_iter()
+        .map(TargetView::from)
+        .collect();
     Ok(Json(Page { items }))
 }

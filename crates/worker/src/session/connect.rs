@@ -74,14 +74,25 @@ pub(super) async fn connect_phase(
 
 /// Opens the RDP connection; the error is a sentence for the session history.
 async fn connect_target(shared: &Shared, record: &SessionRecord) -> Result<Connection, String> {
-    let target = shared.store.get_target(record.org, record.target).await.map_err(|error| format!("target unavailable: {error}"))?;
-    let secret = shared.store.target_secret(record.org, record.target).await.map_err(|error| format!("target unavailable: {error}"))?;
+    let target = shared
+        .store
+        .get_target(record.org, record.target)
+        .await
+        .map_err(|error| format!("target unavailable: {error}"))?;
+    let secret = shared
+        .store
+        .target_secret(record.org, record.target)
+        .await
+        .map_err(|error| format!("target unavailable: {error}"))?;
     let security = match target.security.as_str() {
         "tls" => SecurityMode::Tls,
         "nla" => SecurityMode::Nla,
         _ => SecurityMode::Auto,
     };
-    let cert_sha256 = secret.cert_sha256.as_deref().and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+    let cert_sha256 = secret
+        .cert_sha256
+        .as_deref()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
     let config = ConnectConfig {
         host: target.host.clone(),
         port: target.port,
@@ -107,7 +118,9 @@ fn describe_failure(kind: ConnectErrorKind, detail: &str) -> String {
         ConnectErrorKind::Unreachable => "target unreachable",
         ConnectErrorKind::TimedOut => "connection to the target timed out",
         ConnectErrorKind::LogonFailed => "logon failed: the target rejected the user name or password",
-        ConnectErrorKind::SecurityMismatch => "security mismatch: the target requires another security mode (TLS or NLA)",
+        ConnectErrorKind::SecurityMismatch => {
+            "security mismatch: the target requires another security mode (TLS or NLA)"
+        }
         ConnectErrorKind::CertificateMismatch => "the target's TLS certificate does not match the pinned fingerprint",
         ConnectErrorKind::Protocol => "RDP protocol error",
     };

@@ -82,15 +82,30 @@ impl Held {
     pub(super) async fn run(mut self) {
         let Ending::Final { state, reason } = self.serve().await;
         self.stop.cancel();
-        if !self.rdp.is_finished() && tokio::time::timeout(Duration::from_secs(5), &mut self.rdp).await.is_err() {
+        if !self.rdp.is_finished()
+            && tokio::time::timeout(Duration::from_secs(5), &mut self.rdp)
+                .await
+                .is_err()
+        {
             tracing::warn!("RDP task did not stop within 5 s; aborting it");
             self.rdp.abort();
         }
         let _ = self.channels.state.send(state);
-        let code = if state == SessionState::Terminated { close_code::TERMINATED } else { close_code::SESSION_GONE };
-        self.broadcast(ServerMessage::State { state: state.to_string(), reason: Some(reason.clone()), control: None });
+        let code = if state == SessionState::Terminated {
+            close_code::TERMINATED
+        } else {
+            close_code::SESSION_GONE
+        };
+        self.broadcast(ServerMessage::State {
+            state: state.to_string(),
+            reason: Some(reason.clone()),
+            control: None,
+        });
         for sender in self.viewers.values() {
-            let _ = sender.try_send(ViewerEvent::Close { code, reason: reason.clone() });
+            let _ = sender.try_send(ViewerEvent::Close {
+                code,
+                reason: reason.clone(),
+            });
         }
         if let Err(error) = self.shared.coord.forget_session(self.record.org, self.record.id).await {
             tracing::debug!(error = %error, "Could not remove routing keys; they expire on their own");
@@ -128,22 +143,33 @@ impl Held {
                 let failed_final = matches!(&result, Err(AttachError::NotAttachable(state)) if state.is_final());
                 let _ = reply.send(result);
                 if failed_final {
-                    return Some(Ending::Final { state: self.record.state, reason: self.current_reason() });
+                    return Some(Ending::Final {
+                        state: self.record.state,
+                        reason: self.current_reason(),
+                    });
                 }
             }
             Command::ViewerGone { viewer } => return self.viewer_gone(viewer).await,
             Command::Input { viewer, fence, event } => self.input(viewer, fence, event),
-            Command::Resize { viewer, fence, width, height } => {
-                if lease::accepts_input(self.lease.as_ref(), viewer, fence) && self.resize.resize(width, height).is_err() {
+            Command::Resize {
+                viewer,
+                fence,
+                width,
+                height,
+            } => {
+                if lease::accepts_input(self.lease.as_ref(), viewer, fence)
+                    && self.resize.resize(width, height).is_err()
+                {
                     tracing::debug!("Resize ignored: the RDP task has ended");
                 }
             }
             Command::Detach { actor, reply } => {
                 let result = self.detach_all(&actor).await;
                 let ending = match &result {
-                    Err(CommandError::NotHeld(state)) if state.is_final() => {
-                        Some(Ending::Final { state: *state, reason: self.current_reason() })
-                    }
+                    Err(CommandError::NotHeld(state)) if state.is_final() => Some(Ending::Final {
+                        state: *state,
+                        reason: self.current_reason(),
+                    }),
                     _ => None,
                 };
                 let _ = reply.send(result);
@@ -171,18 +197,34 @@ impl Held {
             return Err(AttachError::NotAttachable(self.record.state));
         }
         let now = OffsetDateTime::now_utc();
-        let claimant = lease::Claimant { user: grant.user, user_name: grant.user_name.clone(), viewer };
-        let granted = lease::acquire(self.lease.as_ref(), self.record.control_fence, claimant, grant.mode, now)
-            .map_err(|lease::LeaseError::Held { holder_name, since, .. }| AttachError::Held {
-                holder: holder_name,
-                since: rfc3339(since),
-            })?;
+        let claimant = lease::Claimant {
+            user: grant.user,
+            user_name: grant.user_name.clone(),
+            viewer,
+        };
+        let granted = lease::acquire(
+            self.lease.as_ref(),
+            self.record.control_fence,
+            claimant,
+            grant.mode,
+            now,
+        )
+        .map_err(|lease::LeaseError::Held { holder_name, since, .. }| AttachError::Held {
+            holder: holder_name,
+            since: rfc3339(since),
+        })?;
         let (kind, reason) = match &granted.replaced {
             Some(old) => (EventKind::TakenOver, format!("control taken from {}", old.user_name)),
             None => (EventKind::Attached, "viewer attached".to_owned()),
         };
-        let mut change = Transition::new(SessionState::Active, kind).actor(Some(grant.user)).reason(reason);
-        change.control = Some(Some(ControlUpdate { user: grant.user, fence: granted.lease.fence, since: now }));
+        let mut change = Transition::new(SessionState::Active, kind)
+            .actor(Some(grant.user))
+            .reason(reason);
+        change.control = Some(Some(ControlUpdate {
+            user: grant.user,
+            fence: granted.lease.fence,
+            since: now,
+        }));
         if let Err(error) = self.persist(change).await {
             return Err(match self.record.state.is_final() {
                 true => AttachError::NotAttachable(self.record.state),
@@ -199,11 +241,19 @@ impl Held {
         if let Some(old) = &granted.replaced
             && let Some(sender) = self.viewers.get(&old.viewer)
         {
-            let _ = sender.try_send(ViewerEvent::Send(ServerMessage::ControlLost { by: grant.user_name.clone(), at: now }));
+            let _ = sender.try_send(ViewerEvent::Send(ServerMessage::ControlLost {
+                by: grant.user_name.clone(),
+                at: now,
+            }));
             let _ = self.input.try_send(InputEvent::ReleaseAll);
         }
         tracing::info!(viewer.id = %viewer, user.id = %grant.user, fence = fence.0, mode = grant.mode.as_str(), "Viewer attached");
-        Ok(Attachment { fence, screen: Arc::clone(&self.screen), events, commands: self.channels.commands.clone() })
+        Ok(Attachment {
+            fence,
+            screen: Arc::clone(&self.screen),
+            events,
+            commands: self.channels.commands.clone(),
+        })
     }
 
     async fn viewer_gone(&mut self, viewer: ViewerId) -> Option<Ending> {
@@ -224,9 +274,10 @@ impl Held {
                 self.broadcast_state();
                 None
             }
-            Err(_) if self.record.state.is_final() => {
-                Some(Ending::Final { state: self.record.state, reason: self.current_reason() })
-            }
+            Err(_) if self.record.state.is_final() => Some(Ending::Final {
+                state: self.record.state,
+                reason: self.current_reason(),
+            }),
             Err(error) => {
                 tracing::warn!(error = %error, "Could not record the detach");
                 None
@@ -240,7 +291,11 @@ impl Held {
                 && let Some(sender) = self.viewers.get(&viewer)
             {
                 let message = match &self.lease {
-                    Some(held) => format!("control is held by {} since {}; input was dropped", held.user_name, rfc3339(held.since)),
+                    Some(held) => format!(
+                        "control is held by {} since {}; input was dropped",
+                        held.user_name,
+                        rfc3339(held.since)
+                    ),
                     None => "this viewer no longer has control; input was dropped".to_owned(),
                 };
                 let _ = sender.try_send(ViewerEvent::Send(ServerMessage::error("not_in_control", message)));
@@ -250,7 +305,10 @@ impl Held {
         if self.input.try_send(event).is_err() {
             self.dropped_inputs += 1;
             if self.dropped_inputs.is_power_of_two() {
-                tracing::warn!(dropped = self.dropped_inputs, "Input queue to the target is full; dropping events");
+                tracing::warn!(
+                    dropped = self.dropped_inputs,
+                    "Input queue to the target is full; dropping events"
+                );
             }
         }
     }
@@ -266,15 +324,20 @@ impl Held {
             .actor(actor.user_id)
             .reason(actor.reason.clone());
         change.control = Some(None);
-        self.persist(change).await.map_err(|error| match self.record.state.is_final() {
-            true => CommandError::NotHeld(self.record.state),
-            false => CommandError::Store(error.to_string()),
-        })?;
+        self.persist(change)
+            .await
+            .map_err(|error| match self.record.state.is_final() {
+                true => CommandError::NotHeld(self.record.state),
+                false => CommandError::Store(error.to_string()),
+            })?;
         self.set_lease(None);
         let _ = self.input.try_send(InputEvent::ReleaseAll);
         self.broadcast_state();
         for (_, sender) in self.viewers.drain() {
-            let _ = sender.try_send(ViewerEvent::Close { code: close_code::DETACHED, reason: actor.reason.clone() });
+            let _ = sender.try_send(ViewerEvent::Close {
+                code: close_code::DETACHED,
+                reason: actor.reason.clone(),
+            });
         }
         let _ = self.channels.viewers.send(0);
         Ok(())
@@ -291,7 +354,10 @@ impl Held {
                 if !self.record.state.is_final() {
                     tracing::error!(error = %error, "Could not record the end of the session");
                 }
-                Ending::Final { state: self.record.state, reason: self.current_reason() }
+                Ending::Final {
+                    state: self.record.state,
+                    reason: self.current_reason(),
+                }
             }
         }
     }
@@ -310,9 +376,15 @@ impl Held {
                 self.record = self.shared.store.get_session_any_org(self.record.id).await?;
                 let _ = self.channels.state.send(self.record.state);
                 if self.record.state.is_final() {
-                    return Err(StoreError::Transition(rdp_proxy_core::TransitionError::Final { state: self.record.state }));
+                    return Err(StoreError::Transition(rdp_proxy_core::TransitionError::Final {
+                        state: self.record.state,
+                    }));
                 }
-                let record = self.shared.store.transition(self.record.id, change.expect_version(self.record.version)).await?;
+                let record = self
+                    .shared
+                    .store
+                    .transition(self.record.id, change.expect_version(self.record.version))
+                    .await?;
                 self.record = record;
                 let _ = self.channels.state.send(self.record.state);
                 Ok(())
@@ -335,8 +407,15 @@ impl Held {
     }
 
     fn broadcast_state(&self) {
-        let control = self.lease.as_ref().map(|held| ControlInfo { user: held.user_name.clone(), since: held.since });
-        self.broadcast(ServerMessage::State { state: self.record.state.to_string(), reason: None, control });
+        let control = self.lease.as_ref().map(|held| ControlInfo {
+            user: held.user_name.clone(),
+            since: held.since,
+        });
+        self.broadcast(ServerMessage::State {
+            state: self.record.state.to_string(),
+            reason: None,
+            control,
+        });
     }
 
     fn broadcast(&self, message: ServerMessage) {
@@ -346,10 +425,14 @@ impl Held {
     }
 
     fn current_reason(&self) -> String {
-        self.record.reason.clone().unwrap_or_else(|| format!("session is {}", self.record.state))
+        self.record
+            .reason
+            .clone()
+            .unwrap_or_else(|| format!("session is {}", self.record.state))
     }
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string())
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
 }

@@ -21,14 +21,38 @@ use crate::registry::Handle;
 
 /// Messages to a session's actor.
 pub(crate) enum Command {
-    Attach { grant: AttachGrant, viewer: ViewerId, reply: oneshot::Sender<Result<Attachment, AttachError>> },
-    ViewerGone { viewer: ViewerId },
-    Input { viewer: ViewerId, fence: FencingToken, event: InputEvent },
-    Resize { viewer: ViewerId, fence: FencingToken, width: u16, height: u16 },
-    Detach { actor: ActorRef, reply: oneshot::Sender<Result<(), CommandError>> },
-    Terminate { actor: ActorRef, reply: oneshot::Sender<Result<(), CommandError>> },
+    Attach {
+        grant: AttachGrant,
+        viewer: ViewerId,
+        reply: oneshot::Sender<Result<Attachment, AttachError>>,
+    },
+    ViewerGone {
+        viewer: ViewerId,
+    },
+    Input {
+        viewer: ViewerId,
+        fence: FencingToken,
+        event: InputEvent,
+    },
+    Resize {
+        viewer: ViewerId,
+        fence: FencingToken,
+        width: u16,
+        height: u16,
+    },
+    Detach {
+        actor: ActorRef,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    Terminate {
+        actor: ActorRef,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
     /// PostgreSQL records the session as final (for example `lost`); stop without writing.
-    EndedElsewhere { state: SessionState, reason: Option<String> },
+    EndedElsewhere {
+        state: SessionState,
+        reason: Option<String>,
+    },
 }
 
 /// What a viewer task gets after a successful attach.
@@ -90,7 +114,13 @@ pub(crate) async fn start(shared: &Shared, id: SessionId) -> Result<SessionRecor
     let (lease_tx, lease) = watch::channel(None::<ControlLease>);
     let (state_tx, state) = watch::channel(SessionState::Connecting);
     let (viewers_tx, viewers) = watch::channel(0usize);
-    let handle = Handle { org: record.org, commands: commands.clone(), lease, state, viewers };
+    let handle = Handle {
+        org: record.org,
+        commands: commands.clone(),
+        lease,
+        state,
+        viewers,
+    };
     if !shared.registry.insert(id, handle) {
         return Err(StartError::AlreadyHeld);
     }
@@ -106,7 +136,13 @@ pub(crate) async fn start(shared: &Shared, id: SessionId) -> Result<SessionRecor
         }
     };
     let span = tracing::info_span!("session", session.id = %id, org.id = %record.org, worker.id = %shared.id);
-    let channels = held::Channels { commands, receiver, lease: lease_tx, state: state_tx, viewers: viewers_tx };
+    let channels = held::Channels {
+        commands,
+        receiver,
+        lease: lease_tx,
+        state: state_tx,
+        viewers: viewers_tx,
+    };
     tokio::spawn(run(shared.clone(), record.clone(), channels).instrument(span));
     Ok(record)
 }
@@ -114,7 +150,11 @@ pub(crate) async fn start(shared: &Shared, id: SessionId) -> Result<SessionRecor
 async fn run(shared: Shared, record: SessionRecord, mut channels: held::Channels) {
     let id = record.id;
     match connect::connect_phase(&shared, record, &mut channels.receiver).await {
-        Some((record, connection)) => held::Held::new(shared.clone(), record, connection, channels).run().await,
+        Some((record, connection)) => {
+            held::Held::new(shared.clone(), record, connection, channels)
+                .run()
+                .await
+        }
         None => tracing::info!("Session ended before it connected"),
     }
     shared.registry.remove(id);

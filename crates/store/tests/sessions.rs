@@ -1,0 +1,213 @@
+//! Session storage against a real PostgreSQL: lifecycle rules, versioned transitions that fail
+//! cleanly on a race, the event history and organisation scoping.
+
+use rdp_proxy_core::access::Role;
+use rdp_proxy_core::session::EventKind;
+use rdp_proxy_core::{FencingToken, OrgId, SessionState, TransitionError, WorkerId};
+use rdp_proxy_store::{
+    ControlUpdate, NewSession, NewTarget, SessionRecord, Store, StoreError, TargetSecret, Transition,
+};
+use rdp_proxy_testkit::Postgres;
+
+struct Fixture {
+    store: Store,
+    org: OrgId,
+    session: SessionRecord,
+    _postgres: Postgres,
+}
+
+async fn fixture() -> anyhow::Result<Fixture> {
+    let (postgres, url) = tokio::task::spawn_blocking(|| -> anyhow::Result<_> {
+        let postgres = Postgres::start()?;
+        let url = postgres.create_database("store_test")?;
+        Ok((postgres, url))
+    })
+    .await??;
+    let store = Store::connect(&url, 8).await?;
+    store.migrate().await?;
+    store.migrate().await?;
+    let org = store.ensure_org("default").await?;
+    let user = store.upsert_user("alice", "$argon2id$placeholder").await?;
+    store.set_membership(org, user, Role::Member).await?;
+    let secret = TargetSecret {
+        username: "u".into(),
+        password: "p".into(),
+        domain: None,
+        cert_sha256: None,
+    };
+    let target = NewTarget {
+        name: "t".into(),
+        host: "127.0.0.1".into(),
+        port: 3389,
+        security: "auto".into(),
+        secret,
+    };
+    let target = store.upsert_target(org, &target).await?;
+    let session = store
+        .insert_session(
+            &NewSession {
+                org,
+                owner: user,
+                target,
+                width: 1280,
+                height: 720,
+            },
+            "alice",
+        )
+        .await?;
+    Ok(Fixture {
+        store,
+        org,
+        session,
+        _postgres: postgres,
+    })
+}
+
+fn to(state: SessionState, kind: EventKind) -> Transition {
+    Transition::new(state, kind)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_records_versions_and_events() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    assert_eq!(f.session.state, SessionState::Requested);
+    assert_eq!(f.session.version, 1);
+    let mut connecting = to(SessionState::Connecting, EventKind::Connecting).expect_version(1);
+    connecting.worker = Some(WorkerId::new_random());
+    let record = f.store.transition(f.session.id, connecting).await?;
+    assert_eq!((record.state, record.version), (SessionState::Connecting, 2));
+    let mut connected = to(SessionState::Detached, EventKind::Connected);
+    connected.size = Some((1920, 1080));
+    let record = f.store.transition(f.session.id, connected).await?;
+    assert_eq!((record.width, record.height), (1920, 1080));
+    let mut attached = to(SessionState::Active, EventKind::Attached);
+    attached.control = Some(Some(ControlUpdate {
+        user: f.session.owner,
+        fence: FencingToken(1),
+        since: time::OffsetDateTime::now_utc(),
+    }));
+    let record = f.store.transition(f.session.id, attached).await?;
+    assert_eq!(record.control_user_name.as_deref(), Some("alice"));
+    assert_eq!(record.control_fence, FencingToken(1));
+    let record = f
+        .store
+        .transition(
+            f.session.id,
+            to(SessionState::Terminated, EventKind::Terminated).reason("done"),
+        )
+        .await?;
+    assert!(record.ended_at.is_some());
+    assert_eq!(record.control_user, None, "a final session has no controller");
+    assert_eq!(record.control_fence, FencingToken(1), "the fencing token is kept");
+    let kinds: Vec<String> = f
+        .store
+        .session_events(f.org, f.session.id)
+        .await?
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["requested", "connecting", "connected", "attached", "terminated"]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn illegal_and_final_transitions_fail_without_change() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let error = f
+        .store
+        .transition(f.session.id, to(SessionState::Active, EventKind::Attached))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Transition(TransitionError::NotAllowed { .. })),
+        "{error:?}"
+    );
+    f.store
+        .transition(f.session.id, to(SessionState::Failed, EventKind::Failed))
+        .await?;
+    let error = f
+        .store
+        .transition(f.session.id, to(SessionState::Connecting, EventKind::Connecting))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Transition(TransitionError::Final { .. })),
+        "{error:?}"
+    );
+    let events = f.store.session_events(f.org, f.session.id).await?;
+    assert_eq!(events.len(), 2, "rejected transitions add no event");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_writers_get_exactly_one_winner() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let store = f.store.clone();
+        let id = f.session.id;
+        handles.push(tokio::spawn(async move {
+            store
+                .transition(
+                    id,
+                    Transition::new(SessionState::Connecting, EventKind::Connecting).expect_version(1),
+                )
+                .await
+        }));
+    }
+    let mut winners = 0;
+    for handle in handles {
+        match handle.await? {
+            Ok(_) => winners += 1,
+            Err(StoreError::Transition(TransitionError::VersionConflict { expected: 1, found: 2 })) => {}
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(f.store.get_session(f.org, f.session.id).await?.version, 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_organisation_sees_nothing() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let other = f.store.ensure_org("other").await?;
+    let error = f.store.get_session(other, f.session.id).await.unwrap_err();
+    assert!(matches!(error, StoreError::NotFound { what: "session" }));
+    assert!(f.store.list_sessions(other, None, 100).await?.is_empty());
+    assert!(f.store.session_events(other, f.session.id).await?.is_empty());
+    assert!(f.store.list_targets(other).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fencing_token_never_goes_back() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    f.store
+        .transition(f.session.id, to(SessionState::Connecting, EventKind::Connecting))
+        .await?;
+    f.store
+        .transition(f.session.id, to(SessionState::Detached, EventKind::Connected))
+        .await?;
+    let control = |fence| {
+        Some(Some(ControlUpdate {
+            user: f.session.owner,
+            fence: FencingToken(fence),
+            since: time::OffsetDateTime::now_utc(),
+        }))
+    };
+    let mut attach = to(SessionState::Active, EventKind::Attached);
+    attach.control = control(5);
+    f.store.transition(f.session.id, attach).await?;
+    let mut stale = to(SessionState::Active, EventKind::TakenOver);
+    stale.control = control(4);
+    assert!(f.store.transition(f.session.id, stale).await.is_err());
+    assert_eq!(
+        f.store.get_session(f.org, f.session.id).await?.control_fence,
+        FencingToken(5)
+    );
+    Ok(())
+}
