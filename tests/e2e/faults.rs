@@ -331,3 +331,59 @@ async fn viewer_receives_the_current_screen() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_errors_carry_codes() -> Result<()> {
+    let stack = tokio::task::spawn_blocking(start_stack).await??;
+    let base = stack.base_url();
+    let http = reqwest::Client::new();
+    let error_of = |body: serde_json::Value| body["error"]["code"].as_str().unwrap_or_default().to_owned();
+
+    let wrong = Api::login(&base, MEMBER.0, "not-the-password").await;
+    let failure = wrong.err().context("wrong password accepted")?;
+    assert!(failure.to_string().contains("401"), "{failure}");
+
+    let cases = [
+        ("POST", "/api/v1/login", Some("{not json"), None, 400, "invalid_body"),
+        ("GET", "/api/v1/sessions", None, None, 401, "unauthorized"),
+        ("GET", "/api/v1/sessions", None, Some("garbage"), 401, "unauthorized"),
+        ("GET", "/test/browser.test.mjs", None, None, 404, "not_found"),
+        ("GET", "/README.md", None, None, 404, "not_found"),
+    ];
+    for (method, path, body, bearer, status, code) in cases {
+        let mut request = http.request(method.parse()?, format!("{base}{path}"));
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body);
+        }
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await?;
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        assert_eq!(error_of(response.json().await?), code, "{method} {path}");
+    }
+
+    let member = Api::login(&base, MEMBER.0, MEMBER.1).await?;
+    let missing = member.session("not-a-uuid").await.expect_err("invalid id");
+    assert_eq!((missing.status, missing.code.as_str()), (404, "not_found"));
+    let unknown_target = member.create_session("00000000-0000-0000-0000-000000000000").await.expect_err("no target");
+    assert_eq!(unknown_target.status, 404);
+    let bad_size = member.post("/api/v1/sessions", json!({"target_id": uuid_zero(), "width": 5, "height": 5})).await;
+    assert_eq!(bad_size.expect_err("tiny desktop").code, "invalid_size");
+    let bad_mode = member.post(&format!("/api/v1/sessions/{}/attach", uuid_zero()), json!({"mode": "sideways"})).await;
+    assert_eq!(bad_mode.expect_err("unknown mode").code, "invalid_mode");
+
+    let openapi: serde_json::Value = http.get(format!("{base}/api/openapi.json")).send().await?.json().await?;
+    for path in ["/api/v1/login", "/api/v1/sessions", "/api/v1/sessions/{id}/attach", "/api/v1/sessions/{id}/terminate"] {
+        assert!(openapi["paths"][path].is_object(), "OpenAPI lacks {path}");
+    }
+    let logs = stack.logs();
+    for secret in [MEMBER.1, ADMIN.1, member.token()] {
+        assert!(!logs.contains(secret), "a password or token appeared in a log");
+    }
+    Ok(())
+}
+
+fn uuid_zero() -> &'static str {
+    "00000000-0000-0000-0000-000000000000"
+}

@@ -5,6 +5,7 @@
 mod auth;
 mod dispatch;
 mod error;
+mod extract;
 mod openapi;
 mod reaper;
 mod routes;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use rdp_proxy_coord::{Coord, TokenStore};
 use rdp_proxy_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -97,5 +99,18 @@ fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .with_state(state)
         .fallback_service(web)
+        .layer(axum::middleware::from_fn(hide_non_page_files))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Keeps the page tests and notes in the web directory from being served.
+async fn hide_non_page_files(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    if path.starts_with("/test/") || path.ends_with(".md") {
+        return ApiError::not_found("page").into_response();
+    }
+    next.run(request).await
 }

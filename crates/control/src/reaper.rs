@@ -26,6 +26,9 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
         if let Err(error) = sweep(&state, &mut missing_since).await {
             tracing::warn!(error = %error, "Lost-worker sweep failed; retrying next interval");
         }
+        if let Err(error) = fail_undispatched(&state).await {
+            tracing::warn!(error = %error, "Sweep of undispatched sessions failed; retrying next interval");
+        }
     }
 }
 
@@ -49,6 +52,27 @@ async fn sweep(
         let reason = format!("worker {worker} sent no heartbeat for {} s", silent.as_secs());
         mark_lost(state, worker, &reason).await?;
         missing_since.remove(&worker);
+    }
+    Ok(())
+}
+
+/// A session still `requested` after this long was never claimed by a worker.
+const DISPATCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn fail_undispatched(state: &AppState) -> Result<(), rdp_proxy_store::StoreError> {
+    for session in state.store.stale_requested(DISPATCH_DEADLINE).await? {
+        let reason = format!("no worker claimed the session within {} s", DISPATCH_DEADLINE.as_secs());
+        let change = Transition::new(SessionState::Failed, EventKind::Failed)
+            .expect_version(session.version)
+            .reason(reason);
+        match state.store.transition(session.id, change).await {
+            Ok(_) => {
+                tracing::warn!(session.id = %session.id, org.id = %session.org, "Session never dispatched; marked failed")
+            }
+            Err(error) => {
+                tracing::info!(session.id = %session.id, error = %error, "Session changed during the sweep; skipped")
+            }
+        }
     }
     Ok(())
 }

@@ -441,3 +441,16 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Sessions still `requested` after `older_than`: no worker ever claimed them, for example
+    /// because the control plane stopped between recording and dispatching.
+    pub async fn stale_requested(&self, older_than: std::time::Duration) -> Result<Vec<SessionRecord>, StoreError> {
+        let seconds = older_than.as_secs_f64();
+        let sql = format!(
+            "{SESSION_SELECT} WHERE s.state = 'requested' AND s.created_at < now() - make_interval(secs => $1)"
+        );
+        let rows = sqlx::query(&sql).bind(seconds).fetch_all(&self.pool).await?;
+        rows.iter().map(session_from_row).collect()
+    }
+}

@@ -1,8 +1,10 @@
 //! Login and the current user.
 
+use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+
+use crate::extract::Json;
 
 use crate::auth::{Authenticated, decoy_hash, issue_access_token, verify_password};
 use crate::views::{LoginRequest, LoginResponse, UserView};

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::Router;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+
+use crate::extract::{Json, Path, Query};
 use rdp_proxy_core::access::{Actor, Decision, SessionAction, SessionFacts, authorize};
 use rdp_proxy_core::lease::AttachMode;
 use rdp_proxy_core::session::EventKind;
@@ -320,7 +322,7 @@ pub(crate) async fn terminate_session(
     State(state): State<AppState>,
     Authenticated(actor): Authenticated,
     Path(id): Path<SessionId>,
-    body: Option<Json<TerminateRequest>>,
+    body: Option<axum::Json<TerminateRequest>>,
 ) -> Result<Json<SessionView>, ApiError> {
     let record = load_authorized(&state, &actor, id, SessionAction::Terminate).await?;
     if record.state.is_final() {
@@ -329,7 +331,7 @@ pub(crate) async fn terminate_session(
             format!("session is already {}", record.state),
         ));
     }
-    let request = body.map(|Json(body)| body).unwrap_or_default();
+    let request = body.map(|axum::Json(body)| body).unwrap_or_default();
     let given = request
         .reason
         .map(|reason| reason.chars().take(200).collect::<String>());

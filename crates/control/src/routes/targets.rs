@@ -1,8 +1,10 @@
 //! RDP targets of the current organisation. Credentials are never returned.
 
+use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
+
+use crate::extract::Json;
 
 use crate::auth::Authenticated;
 use crate::views::{Page, TargetView};
