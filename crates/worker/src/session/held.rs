@@ -107,6 +107,8 @@ impl Held {
                 reason: reason.clone(),
             });
         }
+        // Removed from the registry first, so the heartbeat cannot re-assert the keys deleted next.
+        self.shared.registry.remove(self.record.id);
         if let Err(error) = self.shared.coord.forget_session(self.record.org, self.record.id).await {
             tracing::debug!(error = %error, "Could not remove routing keys; they expire on their own");
         }
