@@ -20,6 +20,8 @@ import { FrameRenderer } from "./renderer.js";
 
 const PING_INTERVAL_MS = 20000;
 const CLOSE_TERMINATED = 4000;
+// Someone detached the session through the API; the desktop keeps running.
+const CLOSE_DETACHED = 4001;
 const FINAL_SESSION_STATES = new Set(["terminated", "failed", "lost"]);
 // Attach responses worth retrying: the control plane or a proxy in front of it is restarting.
 const RETRYABLE_HTTP_STATUSES = new Set([502, 503, 504]);
@@ -347,6 +349,11 @@ function handleClose(event) {
     return;
   }
   if (connection.stopped) {
+    return;
+  }
+  if (event.code === CLOSE_DETACHED) {
+    connection.stopped = true;
+    setState("detached", `Detached: ${event.reason || "the session was detached"}`);
     return;
   }
   if (event.code >= 4000 && event.code <= 4999) {

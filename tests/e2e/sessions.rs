@@ -191,8 +191,14 @@ async fn xrdp_lifecycle_in_chromium() -> Result<()> {
         "reattach must not start another xrdp session"
     );
 
+    // Detach through the API: the viewer is told and stays detached; the desktop keeps running.
+    member.detach(&session_id).await?;
+    wait_viewer_state(&second, "detached", LONG).await?;
+    assert_eq!(member.session(&session_id).await?["state"], "detached");
+    assert_eq!(established_to(xrdp.port()), 1, "detach must keep the target connection");
+
     member.terminate(&session_id, "done").await?;
-    wait_viewer_state(&second, "terminated", LONG).await?;
+    member.wait_for_state(&session_id, "terminated", LONG).await?;
     eventually("xrdp connection to close", LONG, || established_to(xrdp.port()) == 0).await?;
     second.close().await?;
     Ok(())
