@@ -6,17 +6,17 @@ use axum::extract::{FromRequest, FromRequestParts};
 
 use crate::ApiError;
 
-/// A JSON body; a malformed one answers 400 `invalid_body`.
+/// A JSON body; a malformed one is rejected with 400 `invalid_body`.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub(crate) struct Json<T>(pub(crate) T);
 
-/// Path parameters; an id that does not parse answers 404, like a missing object.
+/// Path parameters; an id that does not parse gets 404, like a missing object.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct Path<T>(pub(crate) T);
 
-/// Query parameters; an invalid one answers 400 `invalid_query`.
+/// Query parameters; an invalid one is rejected with 400 `invalid_query`.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub(crate) struct Query<T>(pub(crate) T);

@@ -248,7 +248,7 @@ enum ReaderEnd {
     TooManyBadMessages,
 }
 
-/// Forwards the viewer's input to the session actor; answers pings and malformed messages.
+/// Forwards the viewer's input to the session actor; replies to pings and to malformed messages.
 async fn read_input(
     mut incoming: futures::stream::SplitStream<WebSocket>,
     commands: mpsc::Sender<Command>,

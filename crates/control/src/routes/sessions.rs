@@ -39,7 +39,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/sessions/{id}/terminate", post(terminate_session))
 }
 
-/// Loads a session and applies the access rule; hidden sessions answer exactly like missing ones.
+/// Loads a session and applies the access rule. A hidden session gets the same 404 as a missing one.
 async fn load_authorized(
     state: &AppState,
     actor: &Actor,
@@ -66,7 +66,7 @@ async fn load_authorized(
     }
 }
 
-/// Opens a desktop: records the session and asks a worker to connect to the target.
+/// Opens a desktop: records the session and requests a worker to connect to the target.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])), request_body = CreateSession,
     responses((status = 201, body = SessionView), (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn create_session(
@@ -190,7 +190,7 @@ pub(crate) async fn session_events(
 }
 
 /// Issues a single-use attach token for the worker holding the session. `takeover` takes control
-/// from the current viewer; without it, a session whose control is held answers 409.
+/// from the current viewer; without it, a session whose control is held returns 409.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/attach", tag = "sessions", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)), request_body = AttachRequest,
     responses((status = 200, body = AttachResponse), (status = 403, body = crate::error::ErrorBody),
@@ -347,7 +347,7 @@ pub(crate) async fn terminate_session(
         None => Err(DispatchError::NoWorker),
     };
     if let Err(error) = sent {
-        // The worker cannot be told now. PostgreSQL is the truth: record the end, and a worker
+        // The worker cannot be reached now. PostgreSQL is the truth: record the end, and a worker
         // that comes back closes the connection when it reconciles.
         tracing::warn!(session.id = %id, error = %error, "Terminating without the worker");
         let change = Transition::new(SessionState::Terminated, EventKind::Terminated)

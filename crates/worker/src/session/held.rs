@@ -44,12 +44,12 @@ pub(super) struct Held {
     rdp: JoinHandle<EndReason>,
     lease: Option<ControlLease>,
     viewers: HashMap<ViewerId, mpsc::Sender<ViewerEvent>>,
-    /// Viewers already told once that their input is dropped.
+    /// Viewers already sent one `not_in_control` error.
     warned: HashSet<ViewerId>,
     dropped_inputs: u64,
 }
 
-/// How the actor loop ended.
+/// Outcome of the actor loop.
 enum Ending {
     /// Recorded in PostgreSQL (or already recorded elsewhere); tell viewers and stop.
     Final { state: SessionState, reason: String },

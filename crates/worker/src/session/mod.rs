@@ -55,7 +55,7 @@ pub(crate) enum Command {
     },
 }
 
-/// What a viewer task gets after a successful attach.
+/// Channels and screen handed to a viewer task after a successful attach.
 pub(crate) struct Attachment {
     pub(crate) fence: FencingToken,
     pub(crate) screen: Arc<SharedScreen>,
