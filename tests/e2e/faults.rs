@@ -366,15 +366,38 @@ async fn api_errors_carry_codes() -> Result<()> {
     let member = Api::login(&base, MEMBER.0, MEMBER.1).await?;
     let missing = member.session("not-a-uuid").await.expect_err("invalid id");
     assert_eq!((missing.status, missing.code.as_str()), (404, "not_found"));
-    let unknown_target = member.create_session("00000000-0000-0000-0000-000000000000").await.expect_err("no target");
+    let unknown_target = member
+        .create_session("00000000-0000-0000-0000-000000000000")
+        .await
+        .expect_err("no target");
     assert_eq!(unknown_target.status, 404);
-    let bad_size = member.post("/api/v1/sessions", json!({"target_id": uuid_zero(), "width": 5, "height": 5})).await;
+    let bad_size = member
+        .post(
+            "/api/v1/sessions",
+            json!({"target_id": uuid_zero(), "width": 5, "height": 5}),
+        )
+        .await;
     assert_eq!(bad_size.expect_err("tiny desktop").code, "invalid_size");
-    let bad_mode = member.post(&format!("/api/v1/sessions/{}/attach", uuid_zero()), json!({"mode": "sideways"})).await;
+    let bad_mode = member
+        .post(
+            &format!("/api/v1/sessions/{}/attach", uuid_zero()),
+            json!({"mode": "sideways"}),
+        )
+        .await;
     assert_eq!(bad_mode.expect_err("unknown mode").code, "invalid_mode");
 
-    let openapi: serde_json::Value = http.get(format!("{base}/api/openapi.json")).send().await?.json().await?;
-    for path in ["/api/v1/login", "/api/v1/sessions", "/api/v1/sessions/{id}/attach", "/api/v1/sessions/{id}/terminate"] {
+    let openapi: serde_json::Value = http
+        .get(format!("{base}/api/openapi.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    for path in [
+        "/api/v1/login",
+        "/api/v1/sessions",
+        "/api/v1/sessions/{id}/attach",
+        "/api/v1/sessions/{id}/terminate",
+    ] {
         assert!(openapi["paths"][path].is_object(), "OpenAPI lacks {path}");
     }
     let logs = stack.logs();

@@ -207,6 +207,11 @@ async fn xrdp_lifecycle_in_chromium() -> Result<()> {
 /// Redis keys matching `pattern`, read with `redis-cli --scan`.
 fn redis_keys(stack: &rdp_proxy_e2e::Stack, pattern: &str) -> Result<Vec<String>> {
     let port = stack.redis.port().to_string();
-    let output = std::process::Command::new("redis-cli").args(["-p", &port, "--scan", "--pattern", pattern]).output()?;
-    Ok(String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect())
+    let output = std::process::Command::new("redis-cli")
+        .args(["-p", &port, "--scan", "--pattern", pattern])
+        .output()?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
 }

@@ -44,44 +44,40 @@ pub(crate) async fn start(state: &AppState, worker: &WorkerBeat, session: Sessio
     post(state, worker.id, &url, &StartSession { session_id: session }).await
 }
 
-pub(crate) async fn detach(
-    state: &AppState,
-    worker: &WorkerBeat,
-    session: SessionId,
-    actor: UserId,
-    reason: &str,
-) -> Result<(), DispatchError> {
-    let url = format!("{}/internal/v1/sessions/{session}/detach", worker.internal_url);
-    post(
-        state,
-        worker.id,
-        &url,
-        &ActorRef {
-            user_id: Some(actor),
-            reason: reason.to_owned(),
-        },
-    )
-    .await
+/// A command a worker applies to a session it holds, recorded with the user who requested it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SessionCommand {
+    Detach,
+    Terminate,
 }
 
-pub(crate) async fn terminate(
+impl SessionCommand {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Detach => "detach",
+            Self::Terminate => "terminate",
+        }
+    }
+}
+
+pub(crate) async fn send_command(
     state: &AppState,
     worker: &WorkerBeat,
     session: SessionId,
+    command: SessionCommand,
     actor: UserId,
     reason: &str,
 ) -> Result<(), DispatchError> {
-    let url = format!("{}/internal/v1/sessions/{session}/terminate", worker.internal_url);
-    post(
-        state,
-        worker.id,
-        &url,
-        &ActorRef {
-            user_id: Some(actor),
-            reason: reason.to_owned(),
-        },
-    )
-    .await
+    let url = format!(
+        "{}/internal/v1/sessions/{session}/{}",
+        worker.internal_url,
+        command.path()
+    );
+    let body = ActorRef {
+        user_id: Some(actor),
+        reason: reason.to_owned(),
+    };
+    post(state, worker.id, &url, &body).await
 }
 
 async fn post<T: serde::Serialize>(

@@ -18,7 +18,7 @@ use rdp_proxy_store::{NewSession, SessionRecord, Transition};
 use time::OffsetDateTime;
 
 use crate::auth::Authenticated;
-use crate::dispatch::{self, DispatchError};
+use crate::dispatch::{self, DispatchError, SessionCommand};
 use crate::views::{
     AttachRequest, AttachResponse, CreateSession, EventView, ListQuery, Page, SessionView, TerminateRequest,
 };
@@ -307,7 +307,7 @@ pub(crate) async fn detach_session(
         .ok_or_else(|| ApiError::unavailable("worker_unavailable", "the session has no worker"))?;
     let reason = format!("detached by {}", actor.user_name);
     let result = match dispatch::worker(&state, worker_id).await {
-        Ok(worker) => dispatch::detach(&state, &worker, id, actor.user, &reason).await,
+        Ok(worker) => dispatch::send_command(&state, &worker, id, SessionCommand::Detach, actor.user, &reason).await,
         Err(error) => Err(error),
     };
     result.map_err(|error| dispatch_error(error, "detach"))?;
@@ -341,7 +341,9 @@ pub(crate) async fn terminate_session(
     };
     let sent = match record.worker {
         Some(worker_id) => match dispatch::worker(&state, worker_id).await {
-            Ok(worker) => dispatch::terminate(&state, &worker, id, actor.user, &reason).await,
+            Ok(worker) => {
+                dispatch::send_command(&state, &worker, id, SessionCommand::Terminate, actor.user, &reason).await
+            }
             Err(error) => Err(error),
         },
         None => Err(DispatchError::NoWorker),
