@@ -135,6 +135,11 @@ async fn shadow_lifecycle_in_chromium() -> Result<()> {
         desktop.established_connections() == 0
     })
     .await?;
+    let leftover = redis_keys(&stack, &format!("*{session_id}*"))?;
+    assert!(
+        leftover.is_empty(),
+        "routing or lease keys left in Redis after terminate: {leftover:?}"
+    );
     assert!(
         !stack.logs().contains(DESKTOP_PASSWORD),
         "the target password appeared in a log"
