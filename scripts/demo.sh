@@ -15,7 +15,14 @@ demo_password=demo-desktop
 target_log=.dev/demo-target.log
 bash scripts/demo-target.sh "" "$demo_password" >.dev/demo-target.port 2>"$target_log" &
 target_pid=$!
-trap 'kill "$target_pid" 2>/dev/null; wait "$target_pid" 2>/dev/null || true' EXIT
+proxy_pid=
+stop_all() {
+  [[ -n $proxy_pid ]] && kill -TERM "$proxy_pid" 2>/dev/null && wait "$proxy_pid" 2>/dev/null
+  kill "$target_pid" 2>/dev/null
+  wait "$target_pid" 2>/dev/null || true
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
 
 for _ in $(seq 1 300); do
   grep -q '^port=' .dev/demo-target.port 2>/dev/null && break
@@ -25,5 +32,11 @@ done
 target_port=$(sed -n 's/^port=//p' .dev/demo-target.port)
 [[ -n $target_port ]] || { echo "demo: the demo desktop did not report its port; see $target_log" >&2; exit 1; }
 
+# Run in the background and wait, so a SIGINT or SIGTERM to this script alone also stops it.
 RDP_PROXY_DEMO_TARGET_PASSWORD=$demo_password ./target/release/rdp-proxy dev \
-  --listen "${RDP_PROXY_LISTEN:-127.0.0.1:8080}" --demo-target "127.0.0.1:$target_port" "$@"
+  --listen "${RDP_PROXY_LISTEN:-127.0.0.1:8080}" --demo-target "127.0.0.1:$target_port" "$@" &
+proxy_pid=$!
+wait "$proxy_pid"
+status=$?
+proxy_pid=
+exit "$status"

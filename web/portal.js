@@ -288,8 +288,11 @@ function fillSessionRow(row, session, user) {
   if (session.state === "detached") {
     actions.append(navigateButton("Reattach", viewerUrl(session.id, "control")));
   }
-  if (session.state === "active" && heldBySomeoneElse(session.control, user)) {
-    actions.append(navigateButton("Take over", viewerUrl(session.id, "takeover")));
+  // Offered also when the user's own other tab or device holds control, so a desktop left open
+  // elsewhere can be brought to this browser.
+  if (session.state === "active") {
+    const label = heldBySomeoneElse(session.control, user) ? "Take over" : "Move here";
+    actions.append(navigateButton(label, viewerUrl(session.id, "takeover")));
   }
   if (!FINAL_STATES.has(session.state)) {
     const terminate = document.createElement("button");

@@ -129,7 +129,7 @@ async fn tokens_viewers_and_messages_are_checked() -> Result<()> {
     // Another member's session answers like a missing one; takeover needs the admin role.
     assert_eq!(other.session(&id).await.expect_err("hidden").status, 404);
     assert_eq!(other.attach(&id, "control").await.expect_err("hidden").status, 404);
-    assert_eq!(other.attach(&id, "takeover").await.expect_err("forbidden").status, 403);
+    assert_eq!(other.attach(&id, "takeover").await.expect_err("hidden").status, 404);
     assert_eq!(other.terminate(&id, "no").await.expect_err("hidden").status, 404);
 
     // A token is single use: the replay is rejected.
@@ -269,9 +269,24 @@ async fn killed_worker_and_empty_redis() -> Result<()> {
     drop(socket);
     member.wait_for_state(&id, "detached", LONG).await?;
 
-    // A worker killed with SIGKILL: its sessions become lost after the grace period.
+    // A worker killed with SIGKILL while a viewer holds control: until the sweep marks the session
+    // lost, attach says the worker is unavailable (retryable), not that control is held.
+    let _viewer = ready(attach_raw(&member, &id, "control").await?)?;
     let worker = stack.workers.first_mut().context("no worker")?;
     worker.process.kill();
+    let mut codes = Vec::new();
+    for _ in 0..100 {
+        match member.attach(&id, "control").await {
+            Err(failure) if failure.code == "session_not_attachable" => break,
+            Err(failure) => codes.push(failure.code),
+            Ok(_) => codes.push("ok".to_owned()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        codes.iter().any(|code| code == "worker_unavailable"),
+        "attach answers after the kill: {codes:?}"
+    );
     let lost = member.wait_for_state(&id, "lost", LONG).await?;
     assert!(
         lost["reason"].as_str().unwrap_or_default().contains("heartbeat"),

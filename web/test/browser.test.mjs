@@ -150,7 +150,7 @@ describe("web pages in Chromium", { skip: !chromiumAvailable() && "Chromium is n
     assert.deepEqual(rows[detached.id].buttons, ["Reattach", "Terminate"]);
     assert.deepEqual(rows[heldByBob.id].cells, ["Build server", "bob", "active", "bob"]);
     assert.deepEqual(rows[heldByBob.id].buttons, ["Take over", "Terminate"]);
-    assert.deepEqual(rows[heldByAlice.id].buttons, ["Terminate"], "no take over of your own control");
+    assert.deepEqual(rows[heldByAlice.id].buttons, ["Move here", "Terminate"], "own control can move to this browser");
     assert.deepEqual(rows[ended.id].cells.slice(2, 3), ["terminatedended by user"], "state cell shows the reason");
     assert.deepEqual(rows[ended.id].buttons, [], "final sessions have no buttons");
 

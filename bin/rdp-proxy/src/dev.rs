@@ -14,11 +14,11 @@ use rdp_proxy_coord::Coord;
 use rdp_proxy_core::access::Role;
 use rdp_proxy_store::{NewTarget, Store, TargetSecret};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::local::{LocalPostgres, LocalRedis};
 use crate::serve::{CommonArgs, ControlArgs, DatabaseArgs};
+use crate::supervise::{lock_data_dir, stop_stale, supervise, wait_until_listening};
 
 #[derive(Args)]
 pub(crate) struct DevArgs {
@@ -84,6 +84,7 @@ impl DevSecrets {
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("could not create {}", args.data_dir.display()))?;
     let root = std::fs::canonicalize(&args.data_dir)?;
+    let _lock = lock_data_dir(&root)?;
     if crate::local::is_root() {
         // PostgreSQL runs as another OS user and must traverse this directory.
         set_mode(&root, 0o755)?;
@@ -97,7 +98,11 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
 async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &LocalPostgres) -> anyhow::Result<()> {
     postgres.ensure_database().await?;
-    let redis = LocalRedis::start(root, &secrets.redis_password).await?;
+    let shutdown = crate::serve::shutdown_on_signal();
+    let redis = LocalRedis::new(root, &secrets.redis_password)?;
+    let redis_pid = root.join("redis.pid");
+    stop_stale(&redis_pid, &redis.dir().display().to_string()).await;
+    let first_redis = redis.spawn().await?;
     let common = CommonArgs {
         database: DatabaseArgs {
             database_url: postgres.url(),
@@ -108,7 +113,29 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
     let store = Store::connect(&common.database.database_url, 10).await?;
     store.migrate().await.context("could not apply database migrations")?;
     seed(&store, args, secrets).await?;
-    let mut worker = spawn_worker(&common).await?;
+    let redis_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let mut first = Some(first_redis);
+        async move {
+            supervise("redis-server", redis_pid, shutdown, || {
+                let ready = first.take();
+                let redis = &redis;
+                async move {
+                    match ready {
+                        Some(child) => Ok(child),
+                        None => redis.spawn().await,
+                    }
+                }
+            })
+            .await
+        }
+    });
+    let worker_pid = root.join("worker.pid");
+    stop_stale(&worker_pid, "rdp-proxy").await;
+    let worker_task = tokio::spawn({
+        let (shutdown, common) = (shutdown.clone(), common.clone());
+        async move { supervise("worker", worker_pid, shutdown, || spawn_worker(&common)).await }
+    });
     let control_args = ControlArgs {
         common: common.clone(),
         listen: args.listen,
@@ -118,16 +145,19 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
         web_dir: args.web_dir.clone(),
     };
     let coord = Coord::connect(&common.redis_url).await?;
-    let control = Control::bind(control_args.config()?, store, coord)
-        .await
-        .with_context(|| format!("could not listen on {}; pass --listen with a free address", args.listen))?;
-    print_banner(control.local_addr()?, args, secrets, root);
-    let shutdown = crate::serve::shutdown_on_signal();
-    let result = tokio::select! {
-        result = control.run(shutdown.clone()) => result.map_err(Into::into),
-        status = worker.wait() => Err(anyhow::anyhow!("the worker exited unexpectedly ({})", status?)),
+    let result = match Control::bind(control_args.config()?, store, coord).await {
+        Ok(control) => {
+            print_banner(control.local_addr()?, args, secrets, root);
+            control.run(shutdown.clone()).await.map_err(Into::into)
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "could not listen on {}; pass --listen with a free address",
+            args.listen
+        ))),
     };
-    stop_child(&mut worker).await;
+    shutdown.cancel();
+    let _ = worker_task.await;
+    let _ = redis_task.await;
     result
 }
 
@@ -156,41 +186,22 @@ async fn seed(store: &Store, args: &DevArgs, secrets: &DevSecrets) -> anyhow::Re
     Ok(())
 }
 
-/// Starts `rdp-proxy worker` as a child process and waits until it listens.
+/// Starts `rdp-proxy worker` as a child process and waits until it listens. The worker exits
+/// by itself if this process dies, so a killed `dev` leaves no worker behind.
 async fn spawn_worker(common: &CommonArgs) -> anyhow::Result<Child> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("worker")
         .env("RDP_PROXY_DATABASE_URL", &common.database.database_url)
         .env("RDP_PROXY_REDIS_URL", &common.redis_url)
         .env("RDP_PROXY_CLUSTER_SECRET", &common.cluster_secret)
+        .env(crate::serve::PARENT_PID_ENV, std::process::id().to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .context("could not start the worker process")?;
-    let stdout = child.stdout.take().context("worker stdout missing")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
-        .await
-        .context("the worker did not start within 30 s")??;
-    anyhow::ensure!(
-        first.is_some_and(|line| line.contains("listening")),
-        "the worker exited during start-up"
-    );
+    wait_until_listening(&mut child, "worker").await?;
     Ok(child)
-}
-
-async fn stop_child(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-        if tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-    }
-    let _ = child.kill().await;
 }
 
 fn print_banner(addr: std::net::SocketAddr, args: &DevArgs, secrets: &DevSecrets, root: &Path) {

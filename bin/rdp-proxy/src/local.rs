@@ -153,22 +153,32 @@ impl LocalPostgres {
     }
 }
 
-/// A Redis server owned by this process; killed when dropped.
+/// Settings of the private Redis server; each [`LocalRedis::spawn`] starts a fresh, empty one on
+/// the same port, so clients reconnect to the same URL after a restart.
 pub(crate) struct LocalRedis {
-    _child: Child,
+    dir: PathBuf,
     port: u16,
     password: String,
 }
 
 impl LocalRedis {
-    pub(crate) async fn start(root: &Path, password: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(root: &Path, password: &str) -> anyhow::Result<Self> {
         let dir = root.join("redis");
         std::fs::create_dir_all(&dir)?;
-        let port = free_port()?;
+        Ok(Self {
+            dir,
+            port: free_port()?,
+            password: password.to_owned(),
+        })
+    }
+
+    /// Starts redis-server and waits until it listens; the child is killed when dropped.
+    pub(crate) async fn spawn(&self) -> anyhow::Result<Child> {
+        let port = self.port.to_string();
         let child = Command::new("redis-server")
             .args([
                 "--port",
-                &port.to_string(),
+                &port,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -177,21 +187,21 @@ impl LocalRedis {
                 "no",
             ])
             .arg("--dir")
-            .arg(&dir)
-            .args(["--requirepass", password])
+            .arg(&self.dir)
+            .args(["--requirepass", &self.password])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .context("could not start redis-server; install the redis-server package")?;
-        wait_for_port(port, Duration::from_secs(20))
+        wait_for_port(self.port, Duration::from_secs(20))
             .await
             .context("redis-server did not start listening")?;
-        Ok(Self {
-            _child: child,
-            port,
-            password: password.to_owned(),
-        })
+        Ok(child)
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub(crate) fn url(&self) -> String {

@@ -6,6 +6,7 @@ mod cli;
 mod dev;
 mod local;
 mod serve;
+mod supervise;
 
 use clap::{Parser, Subcommand};
 

@@ -165,6 +165,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         .context("could not bind --listen")?;
     announce("worker", worker.local_addr()?);
     let shutdown = shutdown_on_signal();
+    exit_with_parent(&shutdown);
     worker.run(shutdown).await?;
     Ok(())
 }
@@ -200,4 +201,31 @@ pub(crate) fn shutdown_on_signal() -> CancellationToken {
         cancel.cancel();
     });
     token
+}
+
+/// Environment variable naming the PID whose death stops this process; `rdp-proxy dev` sets it
+/// for its worker.
+pub(crate) const PARENT_PID_ENV: &str = "RDP_PROXY_EXIT_WITH_PARENT";
+
+/// Cancels `shutdown` once the parent named in [`PARENT_PID_ENV`] is gone (the process is then
+/// re-parented), checking every second.
+fn exit_with_parent(shutdown: &CancellationToken) {
+    let Some(parent) = std::env::var(PARENT_PID_ENV)
+        .ok()
+        .and_then(|raw| raw.parse::<u32>().ok())
+    else {
+        return;
+    };
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticker.tick().await;
+            if std::os::unix::process::parent_id() != parent {
+                tracing::warn!(parent, "Parent process is gone; shutting down");
+                shutdown.cancel();
+                return;
+            }
+        }
+    });
 }

@@ -6,7 +6,8 @@ use axum::extract::{FromRequest, FromRequestParts};
 
 use crate::ApiError;
 
-/// A JSON body; a malformed one is rejected with 400 `invalid_body`.
+/// A JSON body; a malformed one is rejected with `invalid_body` (400 or 415), an oversized one
+/// with 413 `body_too_large`.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub(crate) struct Json<T>(pub(crate) T);
@@ -23,8 +24,15 @@ pub(crate) struct Query<T>(pub(crate) T);
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        ApiError::bad_request(
-            "invalid_body",
+        let status = rejection.status();
+        let code = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "invalid_body"
+        };
+        ApiError::new(
+            status,
+            code,
             format!("request body is invalid: {}", rejection.body_text()),
         )
     }

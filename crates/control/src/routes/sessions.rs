@@ -226,15 +226,8 @@ pub(crate) async fn attach_session(
             format!("session is {} ({reason}); open a new session", record.state),
         ));
     }
-    if let (AttachMode::Control, SessionState::Active, Some(holder)) = (mode, record.state, &record.control_user_name) {
-        let since = record.control_since.map(rfc3339).unwrap_or_default();
-        return Err(ApiError::conflict(
-            "control_held",
-            format!(
-                "control is held by {holder} since {since}; ask them to detach, or take over if your role allows it"
-            ),
-        ));
-    }
+    // The worker is checked first: a session whose worker died still names its last controller
+    // until the sweep marks it lost, and "retry shortly" is the right answer meanwhile.
     let worker_id = record
         .worker
         .ok_or_else(|| ApiError::unavailable("worker_unavailable", "the session has no worker yet; retry"))?;
@@ -244,6 +237,15 @@ pub(crate) async fn attach_session(
             "the worker holding this session is not responding; retry shortly",
         )
     })?;
+    if let (AttachMode::Control, SessionState::Active, Some(holder)) = (mode, record.state, &record.control_user_name) {
+        let since = record.control_since.map(rfc3339).unwrap_or_default();
+        return Err(ApiError::conflict(
+            "control_held",
+            format!(
+                "control is held by {holder} since {since}; ask them to detach, or take over if your role allows it"
+            ),
+        ));
+    }
     let now = OffsetDateTime::now_utc();
     let grant = AttachGrant {
         org: actor.org,
