@@ -71,12 +71,21 @@ impl Worker {
         tracing::info!(worker.id = %shared.id, addr = %listener.local_addr()?, "Worker started");
         let beat = tokio::spawn(heartbeat::run(shared.clone(), shutdown.clone()));
         let app = router(shared.clone());
+        // Sessions end first, which closes their viewer sockets; graceful shutdown waits for
+        // open connections, so it would otherwise wait for viewers that never leave.
+        let terminate = tokio::spawn({
+            let (shared, shutdown) = (shared.clone(), shutdown.clone());
+            async move {
+                shutdown.cancelled().await;
+                shared.registry.terminate_all("worker shut down").await;
+            }
+        });
         let serve = axum::serve(listener, app).with_graceful_shutdown({
             let shutdown = shutdown.clone();
             async move { shutdown.cancelled().await }
         });
         let result = serve.await;
-        shared.registry.terminate_all("worker shut down").await;
+        let _ = terminate.await;
         beat.abort();
         if let Err(error) = shared.coord.remove_worker(shared.id).await {
             tracing::warn!(worker.id = %shared.id, error = %error, "Could not remove the worker heartbeat");
