@@ -415,6 +415,23 @@ async fn api_errors_carry_codes() -> Result<()> {
     ] {
         assert!(openapi["paths"][path].is_object(), "OpenAPI lacks {path}");
     }
+    // Repeated wrong passwords lock the user name for a while, even against the right password.
+    for _ in 0..10 {
+        let failure = Api::login(&base, OTHER_MEMBER.0, "guess-guess")
+            .await
+            .err()
+            .context("wrong password accepted")?;
+        assert!(failure.to_string().contains("401"), "{failure}");
+    }
+    let locked = Api::login(&base, OTHER_MEMBER.0, OTHER_MEMBER.1)
+        .await
+        .err()
+        .context("locked user logged in")?;
+    assert!(locked.to_string().contains("too_many_attempts"), "{locked}");
+    Api::login(&base, MEMBER.0, MEMBER.1)
+        .await
+        .context("another user is not locked")?;
+
     let logs = stack.logs();
     for secret in [MEMBER.1, ADMIN.1, member.token()] {
         assert!(!logs.contains(secret), "a password or token appeared in a log");

@@ -23,3 +23,7 @@ pub(crate) fn control(org: OrgId, session: SessionId) -> String {
 pub(crate) fn attach_token(org: OrgId, token_hash: &str) -> String {
     format!("{PREFIX}:org:{org}:attach:{token_hash}")
 }
+
+pub(crate) fn login_failures(name_digest: &str) -> String {
+    format!("{PREFIX}:login-failures:{name_digest}")
+}

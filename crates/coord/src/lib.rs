@@ -5,6 +5,7 @@
 //! restarts empty is repopulated by the workers within one heartbeat interval.
 
 mod keys;
+mod throttle;
 mod tokens;
 mod workers;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub use throttle::{FAILURE_WINDOW, MAX_LOGIN_FAILURES};
 pub use tokens::TokenStore;
 pub use workers::WorkerBeat;
 

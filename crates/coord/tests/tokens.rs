@@ -125,3 +125,30 @@ async fn heartbeats_and_routes_expire_and_survive_restart() -> anyhow::Result<()
     assert_eq!(coord.route(org, session).await?, Some(beat.id));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_failures_block_after_limit() -> anyhow::Result<()> {
+    let (_redis, coord) = start().await?;
+    for _ in 0..rdp_proxy_coord::MAX_LOGIN_FAILURES - 1 {
+        coord.record_login_failure("Alice").await?;
+    }
+    assert_eq!(coord.login_blocked_for("alice").await?, None, "below the limit");
+    coord.record_login_failure(" alice ").await?;
+    let wait = coord.login_blocked_for("ALICE").await?.expect("blocked at the limit");
+    assert!(
+        wait <= rdp_proxy_coord::FAILURE_WINDOW.as_secs(),
+        "wait {wait} s exceeds the window"
+    );
+    assert_eq!(
+        coord.login_blocked_for("bob").await?,
+        None,
+        "other names are not blocked"
+    );
+    coord.clear_login_failures("alice").await?;
+    assert_eq!(
+        coord.login_blocked_for("alice").await?,
+        None,
+        "a successful login clears the count"
+    );
+    Ok(())
+}

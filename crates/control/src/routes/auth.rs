@@ -2,6 +2,7 @@
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 
 use crate::extract::Json;
@@ -16,15 +17,32 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/me", get(me))
 }
 
-/// Exchanges a user name and password for a short-lived access token.
+/// Exchanges a user name and password for a short-lived access token. After
+/// `MAX_LOGIN_FAILURES` failures for one user name within 15 minutes, logins for that name are
+/// rejected with 429 until the window ends.
 #[utoipa::path(post, path = "/api/v1/login", request_body = LoginRequest, tag = "auth",
-    responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let rejected = || ApiError::unauthorized("user name or password is wrong");
-    let user = state.store.find_user_by_name(request.username.trim()).await?;
+    let name = request.username.trim().to_owned();
+    // The limiter fails open: with Redis down, logins still work but are not counted.
+    match state.coord.login_blocked_for(&name).await {
+        Ok(Some(seconds)) => {
+            tracing::warn!(user.name = %name, "Login rejected: too many failed attempts");
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many failed logins for this user; try again in {seconds} s"),
+            ));
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(error = %error, "Could not check failed logins; not limiting this attempt"),
+    }
+    let user = state.store.find_user_by_name(&name).await?;
     let hash = user
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |user| user.password_hash.clone());
@@ -33,9 +51,15 @@ pub(crate) async fn login(
         .await
         .map_err(|error| ApiError::internal("password check", &error))?;
     let Some(user) = user.filter(|user| matches && !user.disabled) else {
-        tracing::info!(user.name = %request.username.trim(), "Login rejected");
+        tracing::info!(user.name = %name, "Login rejected");
+        if let Err(error) = state.coord.record_login_failure(&name).await {
+            tracing::warn!(error = %error, "Could not count a failed login");
+        }
         return Err(rejected());
     };
+    if let Err(error) = state.coord.clear_login_failures(&name).await {
+        tracing::warn!(error = %error, "Could not reset the failed-login counter");
+    }
     let membership = state
         .store
         .memberships(user.id)
