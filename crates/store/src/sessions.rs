@@ -165,20 +165,23 @@ impl Store {
         fetch_session(&mut conn, None, id).await
     }
 
-    /// Sessions of the organisation, newest first; only `owner`'s when given.
+    /// Sessions of the organisation, newest first; only `owner`'s and only in `state` when given.
     pub async fn list_sessions(
         &self,
         org: OrgId,
         owner: Option<UserId>,
+        state: Option<SessionState>,
         limit: i64,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let sql = format!(
             "{SESSION_SELECT} WHERE s.org_id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)
-             ORDER BY s.created_at DESC LIMIT $3"
+               AND ($3::text IS NULL OR s.state = $3)
+             ORDER BY s.created_at DESC LIMIT $4"
         );
         let rows = sqlx::query(&sql)
             .bind(org.0)
             .bind(owner.map(|user| user.0))
+            .bind(state.map(SessionState::as_str))
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;

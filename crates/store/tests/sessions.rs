@@ -177,7 +177,17 @@ async fn other_organisation_sees_nothing() -> anyhow::Result<()> {
     let other = f.store.ensure_org("other").await?;
     let error = f.store.get_session(other, f.session.id).await.unwrap_err();
     assert!(matches!(error, StoreError::NotFound { what: "session" }));
-    assert!(f.store.list_sessions(other, None, 100).await?.is_empty());
+    assert!(f.store.list_sessions(other, None, None, 100).await?.is_empty());
+    let requested = f
+        .store
+        .list_sessions(f.org, None, Some(SessionState::Requested), 100)
+        .await?;
+    assert_eq!(requested.len(), 1, "the state filter keeps matching sessions");
+    let active = f
+        .store
+        .list_sessions(f.org, None, Some(SessionState::Active), 100)
+        .await?;
+    assert!(active.is_empty(), "the state filter drops other states");
     assert!(f.store.session_events(other, f.session.id).await?.is_empty());
     assert!(f.store.list_targets(other).await?.is_empty());
     Ok(())

@@ -138,10 +138,10 @@ pub(crate) async fn list_sessions(
         rdp_proxy_core::access::Role::Admin => None,
         rdp_proxy_core::access::Role::Member => Some(actor.user),
     };
-    let records = state.store.list_sessions(actor.org, owner, limit).await?;
+    // The state filter runs in SQL, before the limit, so older matching sessions are not cut off.
+    let records = state.store.list_sessions(actor.org, owner, state_filter, limit).await?;
     let items = records
         .into_iter()
-        .filter(|record| state_filter.is_none_or(|wanted| record.state == wanted))
         .filter(|record| {
             authorize(
                 &actor,
