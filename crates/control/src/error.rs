@@ -25,7 +25,7 @@ pub(crate) struct ErrorBody {
 pub(crate) struct ErrorDetail {
     /// Stable identifier, e.g. `session_not_found`.
     code: String,
-    /// What failed and what to do next.
+    /// Sentence naming what failed and what to do next.
     message: String,
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Coord, CoordError, keys};
 
-/// What a worker publishes about itself on every heartbeat.
+/// Heartbeat payload a worker publishes about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerBeat {
     pub id: WorkerId,

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::ids::{FencingToken, UserId, ViewerId};
 
-/// How a viewer asks to attach.
+/// Attach request mode of a viewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {

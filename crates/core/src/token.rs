@@ -54,7 +54,7 @@ impl fmt::Debug for AttachToken {
     }
 }
 
-/// What a token entitles its bearer to; stored beside the hash.
+/// Rights a token grants its bearer, stored beside the hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachGrant {
     pub org: OrgId,

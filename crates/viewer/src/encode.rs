@@ -9,7 +9,7 @@ use rdp_proxy_core::Rect;
 const KIND_RECT: u8 = 1;
 const KIND_BATCH_END: u8 = 2;
 
-/// How a rectangle's pixels are encoded on the wire.
+/// Wire encoding of a rectangle's pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     /// RGBA bytes compressed with zlib at the fastest level; lossless.

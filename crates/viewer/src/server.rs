@@ -4,7 +4,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Who holds control, as shown on the viewer's state line.
+/// Current controller of a session, as shown on the viewer's state line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ControlInfo {
     pub user: String,

@@ -13,7 +13,7 @@ pub struct StartSession {
     pub session_id: SessionId,
 }
 
-/// Who asked for a detach or terminate, for the session history.
+/// Requester and reason of a detach or terminate, for the session history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActorRef {
     pub user_id: Option<UserId>,
