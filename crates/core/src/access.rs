@@ -5,27 +5,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{OrgId, UserId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A member's role in one organisation. What each role may do is decided by the organisation's
+/// policies; the role is the principal attribute those policies test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Reads sessions and the audit trail; opens nothing.
+    Auditor,
+    /// Opens desktops and acts on their own sessions.
     Member,
+    /// Watches, takes over and ends any session of the organisation.
+    Operator,
+    /// Manages members, resources and policies.
     Admin,
+    /// An admin who may also grant or remove the owner role.
+    Owner,
 }
 
 impl Role {
+    pub const ALL: [Role; 5] = [Self::Owner, Self::Admin, Self::Operator, Self::Member, Self::Auditor];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Member => "member",
+            Self::Owner => "owner",
             Self::Admin => "admin",
+            Self::Operator => "operator",
+            Self::Member => "member",
+            Self::Auditor => "auditor",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "member" => Some(Self::Member),
-            "admin" => Some(Self::Admin),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|role| role.as_str() == raw)
     }
 }
 
@@ -73,7 +84,7 @@ pub fn authorize(actor: &Actor, _action: SessionAction, session: SessionFacts) -
     if actor.org != session.org {
         return Decision::Hidden;
     }
-    if actor.role == Role::Admin || actor.user == session.owner {
+    if matches!(actor.role, Role::Owner | Role::Admin | Role::Operator) || actor.user == session.owner {
         return Decision::Allow;
     }
     // A member cannot see another user's session at all, so even a takeover request gets the

@@ -135,8 +135,8 @@ pub(crate) async fn list_sessions(
         None => None,
     };
     let owner = match actor.role {
-        rdp_proxy_core::access::Role::Admin => None,
         rdp_proxy_core::access::Role::Member => Some(actor.user),
+        _ => None,
     };
     // The state filter runs in SQL, before the limit, so older matching sessions are not cut off.
     let records = state.store.list_sessions(actor.org, owner, state_filter, limit).await?;
