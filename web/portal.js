@@ -1,25 +1,50 @@
-// Portal page: login, the desktops the user may open, and the user's sessions.
+// Portal page: login, the organisation picker, and the sections the user's permissions in the
+// current organisation allow (GET /api/v1/me). Each section lives in its own portal-*.js module
+// and receives `context`:
+//   me()                           the GET /api/v1/me response, or null before it arrives
+//   user()                         the stored user {id, name}
+//   reportError(error, {onNotFound}) shows a failed request; 401 returns to the login form, and
+//                                  404 also calls onNotFound so the section reloads its list
+//   showError(message), clearError(message?), showStatus(message)
 
 import {
   ApiError,
   clearLogin,
-  createSession,
-  listSessions,
-  listTargets,
+  getMe,
+  hasLogin,
   login,
-  saveLogin,
-  storedToken,
+  logout,
+  onStoredLoginChange,
+  storedOrg,
+  storedOrgs,
   storedUser,
-  terminateSession,
-  viewerUrl,
+  switchOrg,
+  takeSignedOutMessage,
 } from "./api.js";
-import { requestedDesktopSize, VIEWER_TOOLBAR_HEIGHT } from "./layout.js";
+import { fillSelect } from "./dom.js";
+import { createAuditSection } from "./portal-audit.js";
+import { createDesktopsSection } from "./portal-desktops.js";
+import { createKeysSection } from "./portal-keys.js";
+import { createMembersSection } from "./portal-members.js";
+import { createPolicySection } from "./portal-policy.js";
+import { createResourcesSection } from "./portal-resources.js";
 
-const SESSIONS_REFRESH_MS = 3000;
-const FINAL_STATES = new Set(["terminated", "failed", "lost"]);
+// Sections in tab order, with the permission from GET /api/v1/me that shows each.
+const SECTIONS = [
+  { name: "desktops", permission: null },
+  { name: "members", permission: "manage_members" },
+  { name: "resources", permission: "manage_targets" },
+  { name: "policy", permission: "manage_policies" },
+  { name: "audit", permission: "read_audit" },
+  { name: "keys", permission: "manage_api_keys" },
+];
 
 const elements = {
   error: document.getElementById("error"),
+  status: document.getElementById("status"),
+  orgBar: document.getElementById("org-bar"),
+  orgName: document.getElementById("org-name"),
+  orgSelect: document.getElementById("org-select"),
   account: document.getElementById("account"),
   accountName: document.getElementById("account-name"),
   logout: document.getElementById("logout"),
@@ -29,73 +54,217 @@ const elements = {
   username: document.getElementById("username"),
   password: document.getElementById("password"),
   portalView: document.getElementById("portal-view"),
-  targets: document.getElementById("targets"),
-  targetsEmpty: document.getElementById("targets-empty"),
-  sessions: document.getElementById("sessions"),
-  sessionsBody: document.getElementById("sessions-body"),
-  sessionsEmpty: document.getElementById("sessions-empty"),
+  tabs: document.getElementById("tabs"),
 };
 
-let refreshTimer = null;
-// Increments whenever a refresh starts or stops, so only the newest refresh renders and schedules.
-let refreshSequence = 0;
-// Message of the last failed refresh, cleared from the error line once a refresh succeeds.
-let refreshErrorMessage = null;
-// Increments on every login and logout so a target list requested before either is discarded.
+// GET /api/v1/me for the current organisation, or null while signed out or loading.
+let me = null;
+let activeSection = "desktops";
+// Incremented on every login, logout and organisation switch, so older responses are dropped.
 let generation = 0;
-// Session rows by session id, with the data they were rendered from, so a refresh only
-// rebuilds changed rows and keyboard focus on a button survives.
-const sessionRows = new Map();
+
+const context = {
+  me: () => me,
+  user: () => storedUser(),
+  reportError,
+  showError,
+  clearError,
+  showStatus,
+};
+
+const sections = {
+  desktops: createDesktopsSection(context),
+  members: createMembersSection(context),
+  resources: createResourcesSection(context),
+  policy: createPolicySection(context),
+  audit: createAuditSection(context),
+  keys: createKeysSection(context),
+};
 
 function showError(message) {
   elements.error.textContent = message;
   elements.error.hidden = false;
 }
 
-function clearError() {
+/**
+ * Hides the error line and the status line. With `onlyMessage`, hides the error line only if it
+ * still shows that message, so a refresh that recovers does not hide a newer error.
+ */
+function clearError(onlyMessage = undefined) {
+  if (onlyMessage !== undefined) {
+    if (elements.error.textContent === onlyMessage) {
+      elements.error.textContent = "";
+      elements.error.hidden = true;
+    }
+    return;
+  }
   elements.error.textContent = "";
   elements.error.hidden = true;
+  elements.status.textContent = "";
+}
+
+/** Shows the outcome of a successful action in the status line, which screen readers announce. */
+function showStatus(message) {
+  elements.status.textContent = message;
 }
 
 /**
- * Shows a failed request in the error line. A 401 means the token is missing or expired, so it
- * also returns to the login form.
+ * Shows a failed request in the error line. A 401 means the login is gone (api.js has already
+ * tried to renew it), so it also returns to the login form.
  */
-function handleError(error) {
-  if (error instanceof ApiError && error.isUnauthorized) {
-    showLogin();
+function reportError(error, { onNotFound } = {}) {
+  if (!(error instanceof ApiError)) {
+    console.error(error);
+    showError(`Unexpected error: ${error.message}`);
+    return;
+  }
+  console.warn(`API request failed (${error.status} ${error.code}): ${error.message}`);
+  if (error.isUnauthorized) {
+    showLogin(error.message);
+    return;
   }
   showError(error.message);
-  if (error instanceof ApiError) {
-    console.warn(`API request failed (${error.status} ${error.code}): ${error.message}`);
-  } else {
-    console.error(error);
+  if (error.status === 404 && onNotFound) {
+    onNotFound();
   }
 }
 
-function showLogin() {
+function resetSections() {
+  sections.desktops.stop();
+  for (const { name } of SECTIONS.slice(1)) {
+    sections[name].reset();
+  }
+}
+
+/** Shows the login form with `message`, or with the reason a login in this tab ended. */
+function showLogin(message = undefined) {
   generation += 1;
-  stopRefresh();
+  me = null;
+  resetSections();
   clearLogin();
-  sessionRows.clear();
-  elements.sessionsBody.replaceChildren();
-  elements.targets.replaceChildren();
+  const signedOutMessage = takeSignedOutMessage();
+  const text = message ?? signedOutMessage;
+  elements.orgBar.hidden = true;
   elements.account.hidden = true;
   elements.portalView.hidden = true;
   elements.loginView.hidden = false;
   elements.password.value = "";
+  clearError();
+  if (text) {
+    showError(text);
+  }
   elements.username.focus();
 }
 
-function showPortal() {
-  generation += 1;
-  const user = storedUser();
-  elements.accountName.textContent = user ? `${user.name} (${user.role})` : "";
+/** Shows the organisation name, the organisation choice and the user in the header. */
+function renderHeader(org, orgs, user) {
+  elements.orgName.textContent = org?.name ?? "";
+  const choices = orgs.map((choice) => [choice.id, `${choice.name} (${choice.role})`]);
+  if (org && !orgs.some((choice) => choice.id === org.id)) {
+    choices.unshift([org.id, `${org.name} (${org.role})`]);
+  }
+  fillSelect(elements.orgSelect, choices, org?.id ?? "");
+  elements.orgSelect.disabled = choices.length < 2;
+  elements.orgBar.hidden = !org;
+  elements.accountName.textContent = user ? `${user.name}${org?.role ? ` (${org.role})` : ""}` : "";
   elements.account.hidden = false;
+}
+
+function sectionAllowed(name) {
+  const section = SECTIONS.find((candidate) => candidate.name === name);
+  return Boolean(section) && (section.permission === null || Boolean(me?.permissions?.[section.permission]));
+}
+
+function sectionFromHash() {
+  const name = window.location.hash.slice(1);
+  return SECTIONS.some((section) => section.name === name) ? name : "desktops";
+}
+
+/** Shows the tabs the permissions allow. The tab bar is hidden when only Desktops is allowed. */
+function renderTabs() {
+  let allowedCount = 0;
+  for (const { name } of SECTIONS) {
+    const allowed = sectionAllowed(name);
+    document.getElementById(`tab-${name}`).hidden = !allowed;
+    allowedCount += allowed ? 1 : 0;
+  }
+  elements.tabs.hidden = allowedCount < 2;
+}
+
+/** Opens section `name` (Desktops when it is not allowed) and records it in the address. */
+function selectSection(name) {
+  const target = sectionAllowed(name) ? name : "desktops";
+  if (activeSection !== target) {
+    sections[activeSection].leave?.();
+  }
+  activeSection = target;
+  for (const { name: candidate } of SECTIONS) {
+    const selected = candidate === target;
+    const tab = document.getElementById(`tab-${candidate}`);
+    tab.setAttribute("aria-selected", String(selected));
+    tab.tabIndex = selected ? 0 : -1;
+    document.getElementById(`panel-${candidate}`).hidden = !selected;
+  }
+  sections[target].show?.();
+  const address = target === "desktops" ? window.location.pathname + window.location.search : `#${target}`;
+  window.history.replaceState(null, "", address);
+}
+
+/** Moves between tabs with the arrow keys, Home and End, as the ARIA tabs pattern describes. */
+function onTabKeyDown(event) {
+  const visible = SECTIONS.map(({ name }) => name).filter(sectionAllowed);
+  const index = visible.indexOf(activeSection);
+  const moves = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: visible.length - 1 };
+  if (!(event.key in moves)) {
+    return;
+  }
+  event.preventDefault();
+  const next = visible[(moves[event.key] + visible.length) % visible.length];
+  selectSection(next);
+  document.getElementById(`tab-${next}`).focus();
+}
+
+/** Permissions while GET /api/v1/me is unavailable: the Desktops section and nothing else. */
+function fallbackMe() {
+  return {
+    user: storedUser(),
+    org: storedOrg(),
+    orgs: storedOrgs(),
+    permissions: { list_targets: true },
+  };
+}
+
+/** Shows the portal for the stored login: loads GET /api/v1/me, then the sections it allows. */
+async function showPortal() {
+  generation += 1;
+  const started = generation;
+  me = null;
   elements.loginView.hidden = true;
   elements.portalView.hidden = false;
-  loadTargets();
-  refreshSessions();
+  renderHeader(storedOrg(), storedOrgs(), storedUser());
+  renderTabs();
+
+  let loaded;
+  try {
+    loaded = await getMe();
+  } catch (error) {
+    if (started !== generation) {
+      return;
+    }
+    reportError(error);
+    if (error instanceof ApiError && error.isUnauthorized) {
+      return;
+    }
+    loaded = fallbackMe();
+  }
+  if (started !== generation) {
+    return;
+  }
+  me = loaded;
+  renderHeader(me.org ?? storedOrg(), me.orgs ?? storedOrgs(), me.user ?? storedUser());
+  renderTabs();
+  sections.desktops.start();
+  selectSection(sectionFromHash());
 }
 
 async function onLoginSubmit(event) {
@@ -103,8 +272,7 @@ async function onLoginSubmit(event) {
   clearError();
   elements.loginSubmit.disabled = true;
   try {
-    const response = await login(elements.username.value.trim(), elements.password.value);
-    saveLogin(response);
+    await login(elements.username.value.trim(), elements.password.value);
     elements.password.value = "";
     showPortal();
   } catch (error) {
@@ -116,238 +284,74 @@ async function onLoginSubmit(event) {
   }
 }
 
-function onLogout(event) {
+async function onLogout(event) {
   event.preventDefault();
-  clearError();
+  generation += 1;
+  resetSections();
+  await logout();
   showLogin();
 }
 
-async function loadTargets() {
-  const started = generation;
-  try {
-    const response = await listTargets();
-    if (started === generation) {
-      renderTargets(response?.items ?? []);
-    }
-  } catch (error) {
-    if (started === generation) {
-      handleError(error);
-    }
+async function onOrgChange() {
+  const current = me?.org?.id ?? storedOrg()?.id;
+  const chosen = elements.orgSelect.value;
+  if (chosen === current) {
+    return;
   }
-}
-
-function renderTargets(targets) {
-  elements.targetsEmpty.hidden = targets.length > 0;
-  const items = targets.map((target) => {
-    const item = document.createElement("li");
-    item.className = "target";
-
-    const text = document.createElement("div");
-    const name = document.createElement("strong");
-    name.textContent = target.name;
-    const detail = document.createElement("span");
-    detail.className = "muted";
-    detail.textContent = `${target.host}:${target.port} · ${target.security}`;
-    text.append(name, document.createElement("br"), detail);
-
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = "Open desktop";
-    button.setAttribute("aria-label", `Open desktop ${target.name}`);
-    button.addEventListener("click", () => openDesktop(target, button));
-
-    item.append(text, button);
-    return item;
-  });
-  elements.targets.replaceChildren(...items);
-}
-
-async function openDesktop(target, button) {
-  clearError();
-  button.disabled = true;
-  const size = requestedDesktopSize(window.innerWidth, window.innerHeight - VIEWER_TOOLBAR_HEIGHT);
-  try {
-    const session = await createSession(target.id, size.width, size.height);
-    window.location.assign(viewerUrl(session.id, "control"));
-  } catch (error) {
-    handleError(error);
-    button.disabled = false;
-  }
-}
-
-function stopRefresh() {
-  refreshSequence += 1;
-  if (refreshTimer !== null) {
-    clearTimeout(refreshTimer);
-    refreshTimer = null;
-  }
-}
-
-/** Loads the session list now and schedules the next load 3 s after this one finishes. */
-async function refreshSessions() {
-  stopRefresh();
-  const sequence = refreshSequence;
-  try {
-    const response = await listSessions();
-    if (sequence !== refreshSequence) {
-      return;
-    }
-    renderSessions(response?.items ?? []);
-    if (refreshErrorMessage !== null && elements.error.textContent === refreshErrorMessage) {
-      clearError();
-    }
-    refreshErrorMessage = null;
-  } catch (error) {
-    if (sequence !== refreshSequence) {
-      return;
-    }
-    handleError(error);
-    if (error instanceof ApiError && error.isUnauthorized) {
-      return;
-    }
-    refreshErrorMessage = error.message;
-  }
-  refreshTimer = setTimeout(refreshSessions, SESSIONS_REFRESH_MS);
-}
-
-function renderSessions(sessions) {
-  elements.sessions.hidden = sessions.length === 0;
-  elements.sessionsEmpty.hidden = sessions.length > 0;
-
-  const user = storedUser();
-  const seen = new Set();
-  const rows = sessions.map((session) => {
-    seen.add(session.id);
-    const key = JSON.stringify(session);
-    const cached = sessionRows.get(session.id);
-    if (cached && cached.key === key) {
-      return cached.row;
-    }
-    const row = cached?.row ?? document.createElement("tr");
-    fillSessionRow(row, session, user);
-    sessionRows.set(session.id, { key, row });
-    return row;
-  });
-
-  for (const id of [...sessionRows.keys()]) {
-    if (!seen.has(id)) {
-      sessionRows.get(id).row.remove();
-      sessionRows.delete(id);
-    }
-  }
-
-  // Reinsert only when the order changed, because moving a row drops focus from its buttons.
-  const current = [...elements.sessionsBody.children];
-  const sameOrder = current.length === rows.length && rows.every((row, index) => current[index] === row);
-  if (!sameOrder) {
-    elements.sessionsBody.replaceChildren(...rows);
-  }
-}
-
-/** True when `control.user` names someone other than the logged-in user (by name or id). */
-function heldBySomeoneElse(control, user) {
-  if (!control || !control.user) {
-    return false;
-  }
-  if (!user) {
-    return true;
-  }
-  return control.user !== user.name && control.user !== user.id;
-}
-
-function fillSessionRow(row, session, user) {
-  row.dataset.sessionId = session.id;
-  row.dataset.state = session.state;
-
-  const target = cell(session.target?.name ?? session.target?.id ?? "");
-  const owner = cell(session.owner?.name ?? session.owner?.id ?? "");
-
-  const state = document.createElement("td");
-  const badge = document.createElement("span");
-  badge.className = `badge state-${session.state}`;
-  badge.textContent = session.state;
-  state.append(badge);
-  if (session.reason) {
-    const reason = document.createElement("div");
-    reason.className = "muted small";
-    reason.textContent = session.reason;
-    state.append(reason);
-  }
-
-  const controller = cell(session.control?.user ?? "—");
-  if (session.control?.since) {
-    controller.title = `since ${formatDateTime(session.control.since)}`;
-  }
-
-  const started = cell(formatDateTime(session.created_at));
-
-  const actionsCell = document.createElement("td");
-  const actions = document.createElement("div");
-  actions.className = "actions";
-  actionsCell.append(actions);
-  if (session.state === "detached") {
-    actions.append(navigateButton("Reattach", viewerUrl(session.id, "control")));
-  }
-  // Offered also when the user's own other tab or device holds control, so a desktop left open
-  // elsewhere can be brought to this browser.
-  if (session.state === "active") {
-    const label = heldBySomeoneElse(session.control, user) ? "Take over" : "Move here";
-    actions.append(navigateButton(label, viewerUrl(session.id, "takeover")));
-  }
-  if (!FINAL_STATES.has(session.state)) {
-    const terminate = document.createElement("button");
-    terminate.type = "button";
-    terminate.className = "danger";
-    terminate.textContent = "Terminate";
-    terminate.addEventListener("click", () => confirmAndTerminate(session, terminate));
-    actions.append(terminate);
-  }
-
-  row.replaceChildren(target, owner, state, controller, started, actionsCell);
-}
-
-function cell(text) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  return td;
-}
-
-function navigateButton(label, url) {
-  const button = document.createElement("button");
-  button.type = "button";
-  button.textContent = label;
-  button.addEventListener("click", () => window.location.assign(url));
-  return button;
-}
-
-async function confirmAndTerminate(session, button) {
-  const name = session.target?.name ?? session.id;
-  if (!window.confirm(`Terminate the session on ${name}? Unsaved work on the desktop is lost.`)) {
+  if (
+    sections.policy.hasUnsavedChanges() &&
+    !window.confirm("Discard your unsaved changes to the policy and switch organisation?")
+  ) {
+    elements.orgSelect.value = current;
     return;
   }
   clearError();
-  button.disabled = true;
+  elements.orgSelect.disabled = true;
   try {
-    await terminateSession(session.id, "ended by user");
-    await refreshSessions();
+    const response = await switchOrg(chosen);
+    resetSections();
+    await showPortal();
+    showStatus(`Switched to ${response.org?.name ?? "the organisation"}.`);
   } catch (error) {
-    handleError(error);
-    button.disabled = false;
+    elements.orgSelect.value = current;
+    elements.orgSelect.disabled = false;
+    // 404: the user is no longer a member, so reload the list of organisations.
+    reportError(error, { onNotFound: showPortal });
   }
 }
 
-function formatDateTime(value) {
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime())) {
-    return value ?? "";
+/** Follows a sign-in, sign-out or organisation switch made in another tab. */
+function onOtherTabLoginChange(login) {
+  if (!login) {
+    if (!elements.portalView.hidden) {
+      showLogin("Your sign-in ended in another tab. Sign in again.");
+    }
+    return;
   }
-  return date.toLocaleString();
+  if (elements.portalView.hidden) {
+    clearError();
+    showPortal();
+    return;
+  }
+  if (me && login.org?.id !== me.org?.id) {
+    resetSections();
+    showPortal().then(() => showStatus(`Switched to ${login.org?.name} in another tab.`));
+  }
 }
 
 elements.loginForm.addEventListener("submit", onLoginSubmit);
 elements.logout.addEventListener("click", onLogout);
+elements.orgSelect.addEventListener("change", onOrgChange);
+elements.tabs.addEventListener("keydown", onTabKeyDown);
+for (const { name } of SECTIONS) {
+  document.getElementById(`tab-${name}`).addEventListener("click", () => {
+    clearError();
+    selectSection(name);
+  });
+}
+onStoredLoginChange(onOtherTabLoginChange);
 
-if (storedToken()) {
+if (hasLogin()) {
   showPortal();
 } else {
   showLogin();

@@ -1,17 +1,17 @@
 // Viewer page: attaches to one session, shows its desktop and sends input.
 //
-// Opened as viewer.html?session=<id>&mode=control|takeover. The page requests a single-use token
-// from the control plane (POST /api/v1/sessions/{id}/attach), opens the WebSocket to the worker
-// in the response, and speaks the protocol in docs/viewer-protocol.md. When the socket drops
-// without a reason from the worker, it attaches again with backoff.
+// Opened as viewer.html?session=<id>&mode=control|takeover|observe. The page requests a
+// single-use token from the control plane (POST /api/v1/sessions/{id}/attach), opens the
+// WebSocket to the worker in the response, and speaks the protocol in docs/viewer-protocol.md.
+// When the socket drops without a reason from the worker, it attaches again with backoff.
 
 import {
   ApiError,
   attachSession,
   clearLogin,
   detachSession,
+  hasLogin,
   request,
-  storedToken,
   terminateSession,
 } from "./api.js";
 import { InputCapture } from "./input.js";
@@ -54,6 +54,9 @@ window.rdpViewer = stats;
 const params = new URLSearchParams(window.location.search);
 const sessionId = params.get("session");
 const initialMode = params.get("mode") ?? "control";
+// An observer sends no input and never requests control, also when it reconnects.
+const observing = initialMode === "observe";
+const reconnectMode = observing ? "observe" : "control";
 
 const connection = {
   // Incremented for every attach attempt, so events from an older socket are ignored.
@@ -258,7 +261,7 @@ function handleTextMessage(text) {
 
 function handleReady(message) {
   connection.ready = true;
-  connection.inControl = true;
+  connection.inControl = !observing;
   connection.user = message.user ?? null;
   connection.failures = 0;
   clearNotice();
@@ -274,7 +277,9 @@ function handleSessionState(message) {
   switch (message.state) {
     case "active": {
       const holder = message.control?.user;
-      if (connection.inControl && (!holder || holder === connection.user)) {
+      if (observing) {
+        setState("active", `Observing — ${holder ?? "nobody"} has control`);
+      } else if (connection.inControl && (!holder || holder === connection.user)) {
         setState("active", "Active — you have control");
       } else {
         setState("active", `Active — ${holder ?? "another viewer"} has control`);
@@ -378,7 +383,7 @@ function scheduleReconnect() {
   setState("detached", "Detached — reconnecting…");
   connection.retryTimer = setTimeout(() => {
     connection.retryTimer = null;
-    connect("control", true);
+    connect(reconnectMode, true);
   }, delay);
 }
 
@@ -436,6 +441,12 @@ async function onDetachClick() {
   clearRetryTimer();
   clearNotice();
   elements.detach.disabled = true;
+  if (observing) {
+    // Detaching through the API would detach the session from the viewer in control.
+    closeSocket();
+    setState("detached", "Stopped observing");
+    return;
+  }
   sendMessage({ type: "release_all" });
   try {
     await detachSession(sessionId);
@@ -482,7 +493,7 @@ async function onTerminateClick() {
 
 function onOnline() {
   if (connection.retryTimer !== null && !connection.stopped) {
-    connect("control", true);
+    connect(reconnectMode, true);
   }
 }
 
@@ -519,12 +530,15 @@ function start() {
     setState("error", "Error: the page address has no session id (expected ?session=<id>).");
     return;
   }
-  if (initialMode !== "control" && initialMode !== "takeover") {
+  if (!["control", "takeover", "observe"].includes(initialMode)) {
     connection.stopped = true;
-    setState("error", `Error: invalid mode "${initialMode}" (expected control or takeover).`);
+    setState("error", `Error: invalid mode "${initialMode}" (expected control, takeover or observe).`);
     return;
   }
-  if (!storedToken()) {
+  if (observing) {
+    elements.detach.textContent = "Stop observing";
+  }
+  if (!hasLogin()) {
     leaveForLogin();
     return;
   }

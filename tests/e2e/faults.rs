@@ -360,8 +360,16 @@ async fn api_errors_carry_codes() -> Result<()> {
 
     let cases = [
         ("POST", "/api/v1/login", Some("{not json"), None, 400, "invalid_body"),
-        ("GET", "/api/v1/sessions", None, None, 401, "unauthorized"),
-        ("GET", "/api/v1/sessions", None, Some("garbage"), 401, "unauthorized"),
+        ("GET", "/api/v1/sessions", None, None, 401, "unauthenticated"),
+        ("GET", "/api/v1/sessions", None, Some("garbage"), 401, "token_invalid"),
+        (
+            "GET",
+            "/api/v1/sessions",
+            None,
+            Some("rpk_garbage"),
+            401,
+            "token_invalid",
+        ),
         ("GET", "/test/browser.test.mjs", None, None, 404, "not_found"),
         ("GET", "/README.md", None, None, 404, "not_found"),
     ];

@@ -9,7 +9,12 @@ use anyhow::{Context, Result, bail};
 use rdp_proxy_testkit::{Postgres, ProcessGuard, Redis};
 
 pub const CLUSTER_SECRET: &str = "e2e-cluster-secret-0123456789";
-pub const TOKEN_SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+/// Ed25519 seed and master key used by every test stack (standard base64 of 32 bytes).
+pub const TOKEN_SIGNING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub const MASTER_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+/// Login the services use; only a member of the rdp_proxy_service role.
+pub const SERVICE_LOGIN: &str = "rdp_proxy_app";
+pub const SERVICE_PASSWORD: &str = "service-password-e2e";
 
 /// One `rdp-proxy` service process and the address it announced.
 pub struct Service {
@@ -30,12 +35,14 @@ impl Stack {
     /// Starts everything with one worker. Blocks until both services listen.
     pub fn start(binary: &Path) -> Result<Self> {
         let postgres = Postgres::start()?;
-        let database_url = postgres.create_database("rdp_proxy")?;
+        let owner_url = postgres.create_database("rdp_proxy")?;
         let redis = Redis::start()?;
         let dir = tempfile::Builder::new().prefix("rdp-proxy-e2e-").tempdir()?;
+        let database_url = owner_url.replace("postgres@", &format!("{SERVICE_LOGIN}:{SERVICE_PASSWORD}@"));
         let env = Env {
             binary: binary.to_path_buf(),
             database_url,
+            owner_url,
             redis_url: redis.url(),
         };
         env.migrate()?;
@@ -132,7 +139,10 @@ impl Stack {
 /// How to run the binary against this stack's databases.
 pub struct Env {
     pub binary: PathBuf,
+    /// The services' login.
     pub database_url: String,
+    /// The schema owner's login (a superuser in tests).
+    pub owner_url: String,
     pub redis_url: String,
 }
 
@@ -144,12 +154,17 @@ impl Env {
             .env("RDP_PROXY_DATABASE_URL", &self.database_url)
             .env("RDP_PROXY_REDIS_URL", &self.redis_url)
             .env("RDP_PROXY_CLUSTER_SECRET", CLUSTER_SECRET)
+            .env("RDP_PROXY_MASTER_KEY", MASTER_KEY)
             .env("RDP_PROXY_LOG", "info,rdp_proxy_worker=debug");
         command
     }
 
     fn migrate(&self) -> Result<()> {
-        let output = self.base_command("migrate").output()?;
+        let output = self
+            .base_command("migrate")
+            .args(["--database-url", &self.owner_url, "--service-login", SERVICE_LOGIN])
+            .env("RDP_PROXY_SERVICE_PASSWORD", SERVICE_PASSWORD)
+            .output()?;
         if !output.status.success() {
             bail!("migrate failed: {}", String::from_utf8_lossy(&output.stderr));
         }
@@ -160,7 +175,7 @@ impl Env {
         let mut command = self.base_command("control");
         command
             .args(["--listen", "127.0.0.1:0", "--lost-grace-secs", "3"])
-            .env("RDP_PROXY_TOKEN_SECRET", TOKEN_SECRET)
+            .env("RDP_PROXY_TOKEN_SIGNING_KEY", TOKEN_SIGNING_KEY)
             .env("RDP_PROXY_WEB_DIR", web_dir());
         spawn_service("control", &mut command, &dir.join("control.log"))
     }

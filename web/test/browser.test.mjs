@@ -11,23 +11,10 @@ import { fileURLToPath } from "node:url";
 import { Browser, chromiumAvailable } from "./support/browser.mjs";
 import { BATCH_END, rectMessage, zlibRect } from "./support/frames.mjs";
 import { COLOURS, MockServer } from "./support/mock-server.mjs";
+import { storeLoginIn, waitUntil } from "./support/pages.mjs";
 
 const WEB_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR;
-
-async function waitUntil(check, description, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value) {
-      return value;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${description}`);
-    }
-    await sleep(25);
-  }
-}
 
 describe("web pages in Chromium", { skip: !chromiumAvailable() && "Chromium is not installed" }, () => {
   let server;
@@ -59,14 +46,7 @@ describe("web pages in Chromium", { skip: !chromiumAvailable() && "Chromium is n
 
   /** Stores a login for `username` in the page's localStorage, as the portal would. */
   async function storeLogin(username) {
-    const login = server.loginAs(username);
-    await browser.navigate(`${server.origin}/style.css`);
-    await browser.evaluate(`(() => {
-      localStorage.clear();
-      localStorage.setItem("rdp-proxy.token", ${JSON.stringify(login.access_token)});
-      localStorage.setItem("rdp-proxy.expires_at", ${JSON.stringify(login.expires_at)});
-      localStorage.setItem("rdp-proxy.user", ${JSON.stringify(JSON.stringify(login.user))});
-    })()`);
+    await storeLoginIn(browser, server, username);
   }
 
   /** Opens the viewer for a new session and waits until it is active. */
@@ -103,7 +83,7 @@ describe("web pages in Chromium", { skip: !chromiumAvailable() && "Chromium is n
     assert.equal(message, "Invalid username or password.");
     assert.equal(await browser.evaluate(`document.getElementById("logout").checkVisibility()`), false, "no log out link");
     assert.equal(await browser.evaluate(`document.getElementById("portal-view").checkVisibility()`), false);
-    assert.equal(await browser.evaluate(`localStorage.getItem("rdp-proxy.token")`), null);
+    assert.equal(await browser.evaluate(`localStorage.getItem("rdp-proxy.login")`), null);
   });
 
   test("portal login lists desktops and sessions", async () => {
@@ -120,8 +100,11 @@ describe("web pages in Chromium", { skip: !chromiumAvailable() && "Chromium is n
       document.getElementById("login-submit").click();
     })()`);
     await browser.waitFor(`document.querySelectorAll("#targets button").length === 2`);
-    assert.ok(await browser.evaluate(`localStorage.getItem("rdp-proxy.token").length > 0`), "token stored");
-    assert.equal(await browser.evaluate(`JSON.parse(localStorage.getItem("rdp-proxy.user")).name`), "alice");
+    const stored = await browser.evaluate(`JSON.parse(localStorage.getItem("rdp-proxy.login"))`);
+    assert.ok(stored.access_token.length > 0, "access token stored");
+    assert.ok(stored.refresh_token.length > 0, "refresh token stored");
+    assert.equal(stored.user.name, "alice");
+    assert.deepEqual(stored.orgs.map((org) => org.name), ["Acme", "Lab"]);
     assert.equal(await browser.evaluate(`document.getElementById("account-name").textContent`), "alice (admin)");
     assert.equal(await browser.evaluate(`document.getElementById("logout").checkVisibility()`), true);
     assert.equal(await browser.evaluate(`document.getElementById("login-view").checkVisibility()`), false);
@@ -149,7 +132,7 @@ describe("web pages in Chromium", { skip: !chromiumAvailable() && "Chromium is n
     assert.deepEqual(rows[detached.id].cells, ["Test desktop", "alice", "detached", "—"]);
     assert.deepEqual(rows[detached.id].buttons, ["Reattach", "Terminate"]);
     assert.deepEqual(rows[heldByBob.id].cells, ["Build server", "bob", "active", "bob"]);
-    assert.deepEqual(rows[heldByBob.id].buttons, ["Take over", "Terminate"]);
+    assert.deepEqual(rows[heldByBob.id].buttons, ["Take over", "Observe", "Terminate"]);
     assert.deepEqual(rows[heldByAlice.id].buttons, ["Move here", "Terminate"], "own control can move to this browser");
     assert.deepEqual(rows[ended.id].cells.slice(2, 3), ["terminatedended by user"], "state cell shows the reason");
     assert.deepEqual(rows[ended.id].buttons, [], "final sessions have no buttons");
@@ -172,13 +155,13 @@ describe("web pages in Chromium", { skip: !chromiumAvailable() && "Chromium is n
 
   test("portal returns to login on 401", async () => {
     await browser.navigate(`${server.origin}/style.css`);
-    await browser.evaluate(`localStorage.setItem("rdp-proxy.token", "expired-token")`);
+    await browser.evaluate(`localStorage.setItem("rdp-proxy.login", JSON.stringify({ access_token: "unknown-token" }))`);
     await browser.navigate(`${server.origin}/`);
     await browser.waitFor(`!document.getElementById("login-view").hidden`);
     const message = await browser.waitFor(`document.getElementById("error").textContent`);
-    assert.equal(message, "Your sign-in has expired. Sign in again.");
+    assert.equal(message, "The access token is invalid. Sign in again.");
     assert.equal(await browser.evaluate(`document.getElementById("portal-view").hidden`), true);
-    assert.equal(await browser.evaluate(`localStorage.getItem("rdp-proxy.token")`), null);
+    assert.equal(await browser.evaluate(`localStorage.getItem("rdp-proxy.login")`), null);
   });
 
   test("open desktop requests the window size", async () => {
@@ -506,11 +489,11 @@ describe("web pages in Chromium", { skip: !chromiumAvailable() && "Chromium is n
     await browser.waitFor(`location.pathname === "/" && !document.getElementById("login-view").hidden`);
   });
 
-  test("takeover denied for a member", async () => {
-    await storeLogin("bob");
+  test("takeover denied for an auditor", async () => {
+    await storeLogin("carol");
     const session = server.createSession("alice");
     await browser.navigate(`${server.origin}/viewer.html?session=${session.id}&mode=takeover`);
     await browser.waitFor(`document.body.dataset.state === "error"`);
-    assert.equal((await pageState()).text, "Error: Only admins can take over a session.");
+    assert.equal((await pageState()).text, "Error: You may not take over this session (missing permission: takeover).");
   });
 });

@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use clap::Subcommand;
+use rdp_proxy_control::Vault;
 use rdp_proxy_core::access::Role;
-use rdp_proxy_store::{NewTarget, Store, TargetSecret};
+use rdp_proxy_store::{NewCredential, NewTarget, Store};
 
 use crate::serve::DatabaseArgs;
 
@@ -19,7 +20,7 @@ pub(crate) enum AdminCommand {
         /// The user's password; read from RDP_PROXY_NEW_PASSWORD when omitted.
         #[arg(long, env = "RDP_PROXY_NEW_PASSWORD", hide_env_values = true)]
         password: String,
-        /// `member` or `admin`.
+        /// `owner`, `admin`, `operator`, `member` or `auditor`.
         #[arg(long, default_value = "member")]
         role: String,
         #[arg(long, default_value = "default")]
@@ -50,6 +51,9 @@ pub(crate) enum AdminCommand {
         cert_sha256: Option<String>,
         #[arg(long, default_value = "default")]
         org: String,
+        /// Master key that encrypts the password (the control plane's --master-key).
+        #[arg(long, env = "RDP_PROXY_MASTER_KEY", hide_env_values = true)]
+        master_key: String,
     },
 }
 
@@ -62,8 +66,9 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
             role,
             org,
         } => {
-            let role =
-                Role::parse(&role).with_context(|| format!("--role {role:?} is unknown; use member or admin"))?;
+            let role = Role::parse(&role).with_context(|| {
+                format!("--role {role:?} is unknown; use owner, admin, operator, member or auditor")
+            })?;
             let store = connect(&database).await?;
             let id = add_user(&store, &org, &name, &password, role).await?;
             println!(
@@ -82,32 +87,34 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
             domain,
             cert_sha256,
             org,
+            master_key,
         } => {
             anyhow::ensure!(
                 ["auto", "tls", "nla"].contains(&security.as_str()),
                 "--security must be auto, tls or nla"
             );
             let cert_sha256 = cert_sha256.map(|raw| parse_fingerprint(&raw)).transpose()?;
+            let master = rdp_proxy_secrets::MasterKey::from_base64(&master_key)
+                .context("--master-key must be 32 bytes in standard base64")?;
             let store = connect(&database).await?;
             let org_id = store.ensure_org(&org).await?;
-            let secret = TargetSecret {
+            let login = TargetLogin {
                 username,
                 password,
                 domain,
+            };
+            let target = NewTarget {
+                name: name.clone(),
+                host,
+                port,
+                security,
+                labels: Default::default(),
+                max_width: None,
+                max_height: None,
+                credential_id: uuid::Uuid::nil(),
                 cert_sha256,
             };
-            let id = store
-                .upsert_target(
-                    org_id,
-                    &NewTarget {
-                        name: name.clone(),
-                        host,
-                        port,
-                        security,
-                        secret,
-                    },
-                )
-                .await?;
+            let id = add_target(&store, &Vault::new(master), org_id, target, &login).await?;
             println!(
                 "{}",
                 serde_json::json!({ "target_id": id.to_string(), "name": name, "org": org })
@@ -118,11 +125,65 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
 }
 
 async fn connect(database: &DatabaseArgs) -> anyhow::Result<Store> {
-    let store = Store::connect(&database.database_url, 2)
+    Store::connect(&database.database_url, 2)
         .await
-        .context("could not connect to PostgreSQL")?;
-    store.migrate().await.context("could not apply database migrations")?;
-    Ok(store)
+        .context("could not connect to PostgreSQL")
+}
+
+/// The account a target logs in with.
+pub(crate) struct TargetLogin {
+    pub(crate) username: String,
+    pub(crate) password: String,
+    pub(crate) domain: Option<String>,
+}
+
+/// Creates or updates a target and its credential (named after the target, password sealed
+/// with the organisation's key).
+pub(crate) async fn add_target(
+    store: &Store,
+    vault: &Vault,
+    org: rdp_proxy_core::OrgId,
+    mut target: NewTarget,
+    login: &TargetLogin,
+) -> anyhow::Result<rdp_proxy_core::TargetId> {
+    let credential_name = format!("{} login", target.name);
+    let mut tx = store.org_tx(org).await?;
+    let existing: Option<uuid::Uuid> = tx
+        .all_targets(&Default::default())
+        .await?
+        .into_iter()
+        .find(|existing| existing.name == target.name)
+        .map(|existing| existing.credential_id);
+    let credential = match existing {
+        Some(id) => {
+            let sealed = vault.seal(&mut tx, id, &login.password).await?;
+            tx.update_credential(
+                id,
+                None,
+                Some(&login.username),
+                Some(login.domain.as_deref()),
+                Some(&sealed),
+            )
+            .await?
+            .id
+        }
+        None => {
+            let id = uuid::Uuid::new_v4();
+            let sealed = vault.seal(&mut tx, id, &login.password).await?;
+            tx.insert_credential(&NewCredential {
+                id,
+                name: credential_name,
+                username: login.username.clone(),
+                domain: login.domain.clone(),
+                sealed,
+            })
+            .await?
+            .id
+        }
+    };
+    tx.commit().await?;
+    target.credential_id = credential;
+    Ok(store.upsert_target(org, &target).await?)
 }
 
 /// Creates or updates a user with an Argon2id hash of `password` and sets its role in `org`.

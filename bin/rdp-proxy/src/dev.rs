@@ -12,7 +12,7 @@ use rand::RngCore;
 use rdp_proxy_control::Control;
 use rdp_proxy_coord::Coord;
 use rdp_proxy_core::access::Role;
-use rdp_proxy_store::{NewTarget, Store, TargetSecret};
+use rdp_proxy_store::{NewTarget, Store};
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
@@ -50,30 +50,57 @@ pub(crate) struct DevArgs {
     web_dir: PathBuf,
 }
 
-/// Secrets generated on the first run and reused afterwards.
+/// Login the services use; a member of rdp_proxy_service, so row-level security applies.
+const SERVICE_LOGIN: &str = "rdp_proxy_app";
+
+/// Secrets generated on the first run and reused afterwards. Fields added by later versions
+/// are generated when an older file lacks them.
 #[derive(Serialize, Deserialize)]
 struct DevSecrets {
     database_password: String,
     redis_password: String,
-    token_secret: String,
     cluster_secret: String,
     member_password: String,
     admin_password: String,
+    #[serde(default = "new_password")]
+    service_password: String,
+    #[serde(default = "new_signing_key")]
+    token_signing_key: String,
+    #[serde(default = "new_master_key")]
+    master_key: String,
+}
+
+fn new_password() -> String {
+    random_hex(16)
+}
+
+fn new_signing_key() -> String {
+    rdp_proxy_secrets::SigningKey::generate().1
+}
+
+fn new_master_key() -> String {
+    rdp_proxy_secrets::MasterKey::generate().1
 }
 
 impl DevSecrets {
     fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         if let Ok(raw) = std::fs::read_to_string(path) {
-            return serde_json::from_str(&raw)
-                .with_context(|| format!("{} is unreadable; delete it to regenerate", path.display()));
+            let secrets: Self = serde_json::from_str(&raw)
+                .with_context(|| format!("{} is unreadable; delete it to regenerate", path.display()))?;
+            // Keep values generated for fields the file did not have yet.
+            std::fs::write(path, serde_json::to_string_pretty(&secrets)?)?;
+            restrict_to_owner(path)?;
+            return Ok(secrets);
         }
         let secrets = Self {
             database_password: random_hex(16),
             redis_password: random_hex(16),
-            token_secret: random_hex(32),
             cluster_secret: random_hex(24),
             member_password: random_hex(6),
             admin_password: random_hex(6),
+            service_password: new_password(),
+            token_signing_key: new_signing_key(),
+            master_key: new_master_key(),
         };
         std::fs::write(path, serde_json::to_string_pretty(&secrets)?)?;
         restrict_to_owner(path)?;
@@ -103,16 +130,27 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
     let redis_pid = root.join("redis.pid");
     stop_stale(&redis_pid, &redis.dir().display().to_string()).await;
     let first_redis = redis.spawn().await?;
+    crate::serve::migrate_schema(&postgres.url(), Some((SERVICE_LOGIN, &secrets.service_password))).await?;
     let common = CommonArgs {
         database: DatabaseArgs {
-            database_url: postgres.url(),
+            database_url: postgres.url_as(SERVICE_LOGIN, &secrets.service_password),
         },
         redis_url: redis.url(),
         cluster_secret: secrets.cluster_secret.clone(),
     };
     let store = Store::connect(&common.database.database_url, 10).await?;
-    store.migrate().await.context("could not apply database migrations")?;
-    seed(&store, args, secrets).await?;
+    let control_args = ControlArgs {
+        common: common.clone(),
+        listen: args.listen,
+        token_signing_key: secrets.token_signing_key.clone(),
+        master_key: secrets.master_key.clone(),
+        access_token_ttl_secs: 600,
+        lost_grace_secs: 15,
+        web_dir: args.web_dir.clone(),
+        migrate_database_url: None,
+    };
+    let vault = control_args.vault()?;
+    seed(&store, &vault, args, secrets).await?;
     let redis_task = tokio::spawn({
         let shutdown = shutdown.clone();
         let mut first = Some(first_redis);
@@ -136,16 +174,8 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
         let (shutdown, common) = (shutdown.clone(), common.clone());
         async move { supervise("worker", worker_pid, shutdown, || spawn_worker(&common)).await }
     });
-    let control_args = ControlArgs {
-        common: common.clone(),
-        listen: args.listen,
-        token_secret: secrets.token_secret.clone(),
-        access_token_ttl_secs: 900,
-        lost_grace_secs: 15,
-        web_dir: args.web_dir.clone(),
-    };
     let coord = Coord::connect(&common.redis_url).await?;
-    let result = match Control::bind(control_args.config()?, store, coord).await {
+    let result = match Control::bind(control_args.config()?, store, coord, vault).await {
         Ok(control) => {
             print_banner(control.local_addr()?, args, secrets, root);
             control.run(shutdown.clone()).await.map_err(Into::into)
@@ -161,27 +191,35 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
     result
 }
 
-async fn seed(store: &Store, args: &DevArgs, secrets: &DevSecrets) -> anyhow::Result<()> {
+async fn seed(
+    store: &Store,
+    vault: &rdp_proxy_control::Vault,
+    args: &DevArgs,
+    secrets: &DevSecrets,
+) -> anyhow::Result<()> {
     crate::admin::add_user(store, "default", "demo", &secrets.member_password, Role::Member).await?;
-    crate::admin::add_user(store, "default", "admin", &secrets.admin_password, Role::Admin).await?;
+    crate::admin::add_user(store, "default", "admin", &secrets.admin_password, Role::Owner).await?;
     if let Some(address) = &args.demo_target {
         let (host, port) = address.rsplit_once(':').context("--demo-target must be HOST:PORT")?;
         let port: u16 = port.parse().context("--demo-target port must be a number")?;
         let org = store.ensure_org("default").await?;
-        let secret = TargetSecret {
+        let login = crate::admin::TargetLogin {
             username: args.demo_target_user.clone(),
             password: args.demo_target_password.clone(),
             domain: None,
-            cert_sha256: None,
         };
         let target = NewTarget {
             name: "demo-desktop".into(),
             host: host.to_owned(),
             port,
             security: args.demo_target_security.clone(),
-            secret,
+            labels: [("env".to_owned(), "demo".to_owned())].into(),
+            max_width: None,
+            max_height: None,
+            credential_id: uuid::Uuid::nil(),
+            cert_sha256: None,
         };
-        store.upsert_target(org, &target).await?;
+        crate::admin::add_target(store, vault, org, target, &login).await?;
     }
     Ok(())
 }

@@ -70,6 +70,11 @@ impl LocalPostgres {
         )
     }
 
+    /// URL of the product database for another login on this server.
+    pub(crate) fn url_as(&self, user: &str, password: &str) -> String {
+        format!("postgres://{user}:{password}@127.0.0.1:{}/{DB_NAME}", self.port)
+    }
+
     fn admin_url(&self) -> String {
         format!(
             "postgres://{DB_USER}:{}@127.0.0.1:{}/postgres",

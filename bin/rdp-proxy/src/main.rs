@@ -27,8 +27,10 @@ enum Command {
     Control(serve::ControlArgs),
     /// Run a worker that holds RDP sessions and serves their viewers.
     Worker(serve::WorkerArgs),
-    /// Apply database migrations and exit.
-    Migrate(serve::DatabaseArgs),
+    /// Apply database migrations (as the schema owner) and optionally create the services' login.
+    Migrate(serve::MigrateArgs),
+    /// Print a new token signing key and master key (standard base64), for configuration.
+    Keygen,
     /// Start a private PostgreSQL and Redis, a worker and the control plane, and seed demo data.
     Dev(dev::DevArgs),
     /// Manage users and targets directly in the database.
@@ -50,6 +52,13 @@ fn main() -> anyhow::Result<()> {
             Command::Control(args) => serve::control(args).await,
             Command::Worker(args) => serve::worker(args).await,
             Command::Migrate(args) => serve::migrate(args).await,
+            Command::Keygen => {
+                let (_, signing) = rdp_proxy_secrets::SigningKey::generate();
+                let (_, master) = rdp_proxy_secrets::MasterKey::generate();
+                println!("RDP_PROXY_TOKEN_SIGNING_KEY={signing}");
+                println!("RDP_PROXY_MASTER_KEY={master}");
+                Ok(())
+            }
             Command::Dev(args) => dev::run(args).await,
             Command::Admin(command) => admin::run(command).await,
             Command::Login(args) => cli::login(args).await,

@@ -14,9 +14,28 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Clone)]
 pub(crate) struct DatabaseArgs {
-    /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/rdp_proxy.
-    #[arg(long, env = "RDP_PROXY_DATABASE_URL")]
+    /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/rdp_proxy. Services log in
+    /// as a member of the rdp_proxy_service role (see `rdp-proxy migrate --service-login`).
+    #[arg(long, env = "RDP_PROXY_DATABASE_URL", hide_env_values = true)]
     pub(crate) database_url: String,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct MigrateArgs {
+    /// PostgreSQL URL of the login that owns the schema (creates tables and roles).
+    #[arg(long, env = "RDP_PROXY_MIGRATE_DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: String,
+    /// Create or update this login role as a member of rdp_proxy_service, for the services.
+    #[arg(long)]
+    pub(crate) service_login: Option<String>,
+    /// Password of --service-login.
+    #[arg(
+        long,
+        env = "RDP_PROXY_SERVICE_PASSWORD",
+        hide_env_values = true,
+        requires = "service_login"
+    )]
+    pub(crate) service_password: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -38,12 +57,19 @@ pub(crate) struct ControlArgs {
     /// Address to listen on; port 0 lets the OS choose (the chosen address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
-    /// Key that signs access tokens, as 64 or more hex digits.
-    #[arg(long, env = "RDP_PROXY_TOKEN_SECRET", hide_env_values = true)]
-    pub(crate) token_secret: String,
-    /// Lifetime of access tokens, in seconds (max 900).
-    #[arg(long, default_value_t = 900)]
+    /// Ed25519 seed that signs access tokens: 32 bytes in standard base64
+    /// (`rdp-proxy keygen` prints one).
+    #[arg(long, env = "RDP_PROXY_TOKEN_SIGNING_KEY", hide_env_values = true)]
+    pub(crate) token_signing_key: String,
+    /// Master key that wraps each organisation's credential key: 32 bytes in standard base64.
+    #[arg(long, env = "RDP_PROXY_MASTER_KEY", hide_env_values = true)]
+    pub(crate) master_key: String,
+    /// Lifetime of access tokens, in seconds (60–900).
+    #[arg(long, default_value_t = 600)]
     pub(crate) access_token_ttl_secs: u64,
+    /// Apply migrations at start with this owner login before serving.
+    #[arg(long, env = "RDP_PROXY_MIGRATE_DATABASE_URL", hide_env_values = true)]
+    pub(crate) migrate_database_url: Option<String>,
     /// Seconds without a worker heartbeat before its sessions become `lost`.
     #[arg(long, default_value_t = 15)]
     pub(crate) lost_grace_secs: u64,
@@ -84,6 +110,10 @@ impl CommonArgs {
         let store = Store::connect(&self.database.database_url, 10)
             .await
             .context("could not connect to PostgreSQL (--database-url)")?;
+        store
+            .check_service_login()
+            .await
+            .context("--database-url must name a service login")?;
         let coord = Coord::connect(&self.redis_url)
             .await
             .context("could not connect to Redis (--redis-url)")?;
@@ -93,11 +123,10 @@ impl CommonArgs {
 
 impl ControlArgs {
     pub(crate) fn config(&self) -> anyhow::Result<ControlConfig> {
-        let token_secret = hex::decode(self.token_secret.trim()).context("--token-secret must be hex digits")?;
-        anyhow::ensure!(
-            token_secret.len() >= 32,
-            "--token-secret must be at least 64 hex digits (32 bytes)"
-        );
+        let signing_key = rdp_proxy_secrets::SigningKey::from_seed_base64(&self.token_signing_key)
+            .context("--token-signing-key must be 32 bytes in standard base64")?;
+        let mut verifying_keys = rdp_proxy_secrets::VerifyingKeys::new();
+        verifying_keys.add(signing_key.key_id(), signing_key.public_key());
         anyhow::ensure!(
             (60..=900).contains(&self.access_token_ttl_secs),
             "--access-token-ttl-secs must be between 60 and 900"
@@ -109,13 +138,22 @@ impl ControlArgs {
         );
         Ok(ControlConfig {
             listen: self.listen,
-            token_secret,
+            signing_key,
+            verifying_keys,
             access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
             cluster_secret: self.common.cluster_secret.clone(),
             lost_grace: Duration::from_secs(self.lost_grace_secs.max(1)),
             sweep_interval: Duration::from_secs(1),
             web_dir: self.web_dir.clone(),
         })
+    }
+}
+
+impl ControlArgs {
+    pub(crate) fn vault(&self) -> anyhow::Result<rdp_proxy_control::Vault> {
+        let master = rdp_proxy_secrets::MasterKey::from_base64(&self.master_key)
+            .context("--master-key must be 32 bytes in standard base64")?;
+        Ok(rdp_proxy_control::Vault::new(master))
     }
 }
 
@@ -146,9 +184,19 @@ fn announce(service: &str, addr: SocketAddr) {
 
 pub(crate) async fn control(args: ControlArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    let vault = args.vault()?;
+    if let Some(url) = &args.migrate_database_url {
+        migrate_schema(url, None).await?;
+    }
     let (store, coord) = args.common.connect().await?;
-    store.migrate().await.context("could not apply database migrations")?;
-    let control = Control::bind(config, store, coord)
+    let sealed = vault
+        .seal_legacy(&store)
+        .await
+        .context("could not encrypt credentials stored in clear")?;
+    if sealed > 0 {
+        tracing::info!(count = sealed, "Encrypted credentials stored by an earlier version");
+    }
+    let control = Control::bind(config, store, coord, vault)
         .await
         .context("could not bind --listen")?;
     announce("control", control.local_addr()?);
@@ -170,11 +218,31 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
-    let store = Store::connect(&args.database_url, 2)
+pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let login = match (&args.service_login, &args.service_password) {
+        (Some(name), Some(password)) => Some((name.as_str(), password.as_str())),
+        (Some(_), None) => anyhow::bail!("--service-login needs --service-password or RDP_PROXY_SERVICE_PASSWORD"),
+        _ => None,
+    };
+    migrate_schema(&args.database_url, login).await
+}
+
+/// Applies migrations as the schema owner and, when asked, creates or updates a service login.
+pub(crate) async fn migrate_schema(owner_url: &str, service_login: Option<(&str, &str)>) -> anyhow::Result<()> {
+    let store = Store::connect(owner_url, 2)
         .await
-        .context("could not connect to PostgreSQL")?;
+        .context("could not connect to PostgreSQL as the schema owner")?;
     store.migrate().await.context("could not apply database migrations")?;
+    if let Some((name, password)) = service_login {
+        anyhow::ensure!(
+            password.len() >= 12,
+            "the service login's password must be at least 12 characters"
+        );
+        store
+            .ensure_service_login(name, password)
+            .await
+            .with_context(|| format!("could not create the service login {name}"))?;
+    }
     tracing::info!("Migrations applied");
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! as the direct client and headless Chromium. It needs the packages listed in the testkit crate
 //! and root (PostgreSQL runs as `postgres`). Results go to stdout, progress to stderr.
 
+mod authz;
 mod desktop;
 mod direct;
 mod held_sessions;
@@ -28,7 +29,9 @@ use crate::machine::Machine;
 use crate::report::Row;
 
 #[derive(Parser)]
-#[command(about = "Measure rdp-proxy reattach time, memory and CPU per held session, and input latency")]
+#[command(
+    about = "Measure rdp-proxy reattach time, memory and CPU per held session, input latency and authorisation time"
+)]
 struct Args {
     /// The rdp-proxy binary to run; build it with `cargo build --release -p rdp-proxy`.
     #[arg(long, default_value = "target/release/rdp-proxy")]
@@ -58,6 +61,8 @@ enum Figure {
     Held,
     /// Figure 4: key press → changed pixel, in Chromium through the proxy and with xfreerdp.
     Input,
+    /// Figure 5: authorisation decision time with the default policies, beside a Redis PING.
+    Authz,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -81,17 +86,18 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<bool> {
     anyhow::ensure!(args.runs > 0, "invalid --runs 0; use at least 1");
     anyhow::ensure!(args.sessions > 0, "invalid --sessions 0; use at least 1");
-    let binary = std::path::absolute(&args.binary)?;
-    anyhow::ensure!(
-        binary.is_file(),
-        "{} not found; build it with `cargo build --release -p rdp-proxy` or pass --binary",
-        binary.display()
-    );
     let figures = if args.figures.is_empty() {
-        vec![Figure::Reattach, Figure::Held, Figure::Input]
+        vec![Figure::Reattach, Figure::Held, Figure::Input, Figure::Authz]
     } else {
         args.figures.clone()
     };
+    let binary = std::path::absolute(&args.binary)?;
+    // Figure 5 runs the policy crate in-process and needs no rdp-proxy binary.
+    anyhow::ensure!(
+        binary.is_file() || figures.iter().all(|figure| *figure == Figure::Authz),
+        "{} not found; build it with `cargo build --release -p rdp-proxy` or pass --binary",
+        binary.display()
+    );
     let machine = Machine::read()?;
     sections::print_machine(&machine, &binary, &args_line())?;
 
@@ -146,6 +152,11 @@ async fn measure_figure(
             let results = input::run(binary, args.runs).await?;
             sections::print_input(&results, rows);
         }
+        Figure::Authz => {
+            tracing::info!("figure 5: authorisation decision time");
+            let results = authz::run().await?;
+            authz::print(&results, rows);
+        }
     }
     Ok(())
 }
@@ -155,6 +166,7 @@ fn figure_name(figure: Figure) -> &'static str {
         Figure::Reattach => "figure 1 (reattach)",
         Figure::Held => "figures 2 and 3 (held sessions)",
         Figure::Input => "figure 4 (input latency)",
+        Figure::Authz => "figure 5 (authorisation decision time)",
     }
 }
 

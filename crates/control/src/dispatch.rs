@@ -1,8 +1,8 @@
 //! Talking to workers: choosing one for a new session and sending it commands.
 
 use rdp_proxy_coord::WorkerBeat;
-use rdp_proxy_core::{SessionId, UserId, WorkerId};
-use rdp_proxy_worker::api::{ActorRef, SECRET_HEADER, StartSession, WorkerError};
+use rdp_proxy_core::{OrgId, SessionId, UserId, WorkerId};
+use rdp_proxy_worker::api::{ActorRef, SECRET_HEADER, StartSession, TargetSpec, WorkerError};
 
 use crate::AppState;
 
@@ -39,9 +39,20 @@ pub(crate) async fn worker(state: &AppState, id: WorkerId) -> Result<WorkerBeat,
     }
 }
 
-pub(crate) async fn start(state: &AppState, worker: &WorkerBeat, session: SessionId) -> Result<(), DispatchError> {
+pub(crate) async fn start(
+    state: &AppState,
+    worker: &WorkerBeat,
+    org: OrgId,
+    session: SessionId,
+    target: TargetSpec,
+) -> Result<(), DispatchError> {
     let url = format!("{}/internal/v1/sessions", worker.internal_url);
-    post(state, worker.id, &url, &StartSession { session_id: session }).await
+    let request = StartSession {
+        session_id: session,
+        org_id: org,
+        target,
+    };
+    post(state, worker.id, &url, &request).await
 }
 
 /// A command a worker applies to a session it holds, recorded with the user who requested it.
@@ -65,7 +76,7 @@ pub(crate) async fn send_command(
     worker: &WorkerBeat,
     session: SessionId,
     command: SessionCommand,
-    actor: UserId,
+    actor: Option<UserId>,
     reason: &str,
 ) -> Result<(), DispatchError> {
     let url = format!(
@@ -74,7 +85,7 @@ pub(crate) async fn send_command(
         command.path()
     );
     let body = ActorRef {
-        user_id: Some(actor),
+        user_id: actor,
         reason: reason.to_owned(),
     };
     post(state, worker.id, &url, &body).await

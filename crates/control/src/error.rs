@@ -98,6 +98,11 @@ impl From<StoreError> for ApiError {
                 Self::conflict("conflict", "the session changed at the same time; reload it and retry")
             }
             StoreError::Transition(error) => Self::conflict("invalid_state", error.to_string()),
+            StoreError::Conflict(message) => Self::conflict("conflict", message),
+            StoreError::InvalidCursor => Self::bad_request(
+                "invalid_cursor",
+                "cursor is not one this list returned; start from the first page",
+            ),
             other => Self::internal("database access", &other),
         }
     }

@@ -3,12 +3,15 @@
 //! It never holds an RDP connection.
 
 mod auth;
+mod authz;
 mod dispatch;
 mod error;
 mod extract;
 mod openapi;
 mod reaper;
 mod routes;
+mod text;
+mod vault;
 mod views;
 
 use std::net::SocketAddr;
@@ -24,12 +27,16 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::hash_password;
 pub use error::ApiError;
+pub use vault::{Vault, VaultError};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ControlConfig {
     pub listen: SocketAddr,
-    /// Key for signing access tokens (HMAC-SHA256); at least 32 bytes.
-    pub token_secret: Vec<u8>,
+    /// Ed25519 key that signs access tokens.
+    pub signing_key: rdp_proxy_secrets::SigningKey,
+    /// Keys whose tokens are accepted: the signing key's, and earlier ones during a rotation.
+    pub verifying_keys: rdp_proxy_secrets::VerifyingKeys,
+    /// Lifetime of an access token; at most 15 minutes.
     pub access_token_ttl: Duration,
     /// Shared secret presented to workers' internal API.
     pub cluster_secret: String,
@@ -47,6 +54,8 @@ pub(crate) struct AppState {
     pub(crate) coord: Coord,
     pub(crate) tokens: TokenStore,
     pub(crate) http: reqwest::Client,
+    pub(crate) vault: Vault,
+    pub(crate) policies: authz::PolicyCache,
 }
 
 /// A bound, not yet serving control plane.
@@ -56,7 +65,7 @@ pub struct Control {
 }
 
 impl Control {
-    pub async fn bind(config: ControlConfig, store: Store, coord: Coord) -> std::io::Result<Self> {
+    pub async fn bind(config: ControlConfig, store: Store, coord: Coord, vault: Vault) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
@@ -69,6 +78,8 @@ impl Control {
             store,
             coord,
             http,
+            vault,
+            policies: authz::PolicyCache::default(),
         };
         Ok(Self { state, listener })
     }
@@ -100,7 +111,12 @@ fn router(state: AppState) -> Router {
         .with_state(state)
         .fallback_service(web)
         .layer(axum::middleware::from_fn(hide_non_page_files))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+}
+
+/// Every request's span has `org.id`, filled in once the caller is authenticated.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), org.id = tracing::field::Empty)
 }
 
 /// Keeps the page tests and notes in the web directory from being served.

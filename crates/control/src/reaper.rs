@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use rdp_proxy_core::session::EventKind;
-use rdp_proxy_core::{SessionState, WorkerId};
+use rdp_proxy_core::{OrgId, SessionId, SessionState, WorkerId};
 use rdp_proxy_store::Transition;
 use tokio_util::sync::CancellationToken;
 
@@ -36,9 +36,13 @@ async fn sweep(
     state: &AppState,
     missing_since: &mut HashMap<WorkerId, Instant>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let holders = state.store.workers_holding_sessions().await?;
-    missing_since.retain(|worker, _| holders.contains(worker));
-    for worker in holders {
+    let held = state.store.held_sessions().await?;
+    let mut holders: HashMap<WorkerId, Vec<(OrgId, SessionId)>> = HashMap::new();
+    for (org, session, worker) in held {
+        holders.entry(worker).or_default().push((org, session));
+    }
+    missing_since.retain(|worker, _| holders.contains_key(worker));
+    for (worker, sessions) in holders {
         // A Redis error is not evidence that the worker died: skip the round.
         if state.coord.worker(worker).await?.is_some() {
             missing_since.remove(&worker);
@@ -50,7 +54,7 @@ async fn sweep(
             continue;
         }
         let reason = format!("worker {worker} sent no heartbeat for {} s", silent.as_secs());
-        mark_lost(state, worker, &reason).await?;
+        mark_lost(state, worker, &sessions, &reason).await?;
         missing_since.remove(&worker);
     }
     Ok(())
@@ -60,29 +64,36 @@ async fn sweep(
 const DISPATCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn fail_undispatched(state: &AppState) -> Result<(), rdp_proxy_store::StoreError> {
-    for session in state.store.stale_requested(DISPATCH_DEADLINE).await? {
+    for (org, session) in state.store.stale_requested(DISPATCH_DEADLINE).await? {
         let reason = format!("no worker claimed the session within {} s", DISPATCH_DEADLINE.as_secs());
+        let record = state.store.get_session(org, session).await?;
         let change = Transition::new(SessionState::Failed, EventKind::Failed)
-            .expect_version(session.version)
+            .expect_version(record.version)
             .reason(reason);
-        match state.store.transition(session.id, change).await {
+        match state.store.transition(org, session, change).await {
             Ok(_) => {
-                tracing::warn!(session.id = %session.id, org.id = %session.org, "Session never dispatched; marked failed")
+                tracing::warn!(session.id = %session, org.id = %org, "Session never dispatched; marked failed")
             }
             Err(error) => {
-                tracing::info!(session.id = %session.id, error = %error, "Session changed during the sweep; skipped")
+                tracing::info!(session.id = %session, org.id = %org, error = %error, "Session changed during the sweep; skipped")
             }
         }
     }
     Ok(())
 }
 
-async fn mark_lost(state: &AppState, worker: WorkerId, reason: &str) -> Result<(), rdp_proxy_store::StoreError> {
-    for session in state.store.sessions_held_by(worker).await? {
+async fn mark_lost(
+    state: &AppState,
+    worker: WorkerId,
+    sessions: &[(OrgId, SessionId)],
+    reason: &str,
+) -> Result<(), rdp_proxy_store::StoreError> {
+    for &(org, id) in sessions {
+        let session = state.store.get_session(org, id).await?;
         let change = Transition::new(SessionState::Lost, EventKind::Lost)
             .expect_version(session.version)
             .reason(reason);
-        match state.store.transition(session.id, change).await {
+        match state.store.transition(org, session.id, change).await {
             Ok(_) => {
                 tracing::warn!(session.id = %session.id, org.id = %session.org, worker.id = %worker, reason, "Session lost")
             }

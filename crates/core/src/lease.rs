@@ -16,6 +16,8 @@ pub enum AttachMode {
     Control,
     /// Take control even from another viewer, who is told and loses input.
     Takeover,
+    /// Watch without input; control stays where it is.
+    Observe,
 }
 
 impl AttachMode {
@@ -23,6 +25,7 @@ impl AttachMode {
         match self {
             Self::Control => "control",
             Self::Takeover => "takeover",
+            Self::Observe => "observe",
         }
     }
 }

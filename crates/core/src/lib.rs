@@ -2,6 +2,7 @@
 //! the attach-token rules. Nothing here performs I/O or reads the clock; callers pass time in.
 
 pub mod access;
+pub mod audit;
 pub mod geometry;
 pub mod ids;
 pub mod input;

@@ -1,10 +1,14 @@
-//! Organisations, users and their memberships.
+//! Organisations, users and memberships. Users are platform-wide identities; a membership gives
+//! one of them a role in one organisation.
 
 use rdp_proxy_core::access::Role;
 use rdp_proxy_core::{OrgId, UserId};
 use sqlx::Row;
+use sqlx::postgres::PgRow;
+use time::OffsetDateTime;
 
-use crate::{Store, StoreError};
+use crate::page::{Cursor, Page, paginate};
+use crate::{OrgTx, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -15,11 +19,31 @@ pub struct UserRecord {
     pub disabled: bool,
 }
 
+/// An enabled membership: the user may act in `org` with `role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Membership {
     pub org: OrgId,
     pub user: UserId,
     pub role: Role,
+}
+
+/// A membership as the organisation picker shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgMembership {
+    pub org: OrgId,
+    pub org_name: String,
+    pub role: Role,
+    pub disabled: bool,
+}
+
+/// A member as the organisation's admins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub user: UserId,
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: OffsetDateTime,
 }
 
 impl Store {
@@ -37,6 +61,22 @@ impl Store {
         Ok(OrgId(id))
     }
 
+    pub async fn org_name(&self, org: OrgId) -> Result<String, StoreError> {
+        sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1")
+            .bind(org.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound { what: "organisation" })
+    }
+
+    /// Every organisation's id, for work that visits each in turn.
+    pub async fn org_ids(&self) -> Result<Vec<OrgId>, StoreError> {
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM orgs ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().map(OrgId).collect())
+    }
+
     /// Creates a user or, when the name exists, replaces its password hash; returns its id.
     pub async fn upsert_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError> {
         let id: uuid::Uuid = sqlx::query_scalar(
@@ -50,6 +90,19 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(UserId(id))
+    }
+
+    /// Creates a user; fails with `AlreadyExists` when the name is taken.
+    pub async fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId, StoreError> {
+        let id = UserId(uuid::Uuid::new_v4());
+        sqlx::query("INSERT INTO users (id, name, password_hash) VALUES ($1, $2, $3)")
+            .bind(id.0)
+            .bind(name)
+            .bind(password_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| StoreError::unique_as(error, "user"))?;
+        Ok(id)
     }
 
     pub async fn find_user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -69,6 +122,7 @@ impl Store {
 
     /// Sets the user's role in the organisation, adding the membership if needed.
     pub async fn set_membership(&self, org: OrgId, user: UserId, role: Role) -> Result<(), StoreError> {
+        let mut tx = self.org_tx(org).await?;
         sqlx::query(
             "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)
              ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role",
@@ -76,34 +130,33 @@ impl Store {
         .bind(org.0)
         .bind(user.0)
         .bind(role.as_str())
-        .execute(&self.pool)
+        .execute(tx.conn())
         .await?;
-        Ok(())
+        tx.commit().await
     }
 
-    /// Memberships of an enabled user, oldest first. A disabled user has none.
-    pub async fn memberships(&self, user: UserId) -> Result<Vec<Membership>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT m.org_id, m.user_id, m.role FROM memberships m JOIN users u ON u.id = m.user_id
-             WHERE m.user_id = $1 AND u.disabled_at IS NULL ORDER BY m.created_at, m.org_id",
-        )
-        .bind(user.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(membership_from_row).collect()
+    /// Every organisation the user belongs to, enabled or not, oldest membership first.
+    pub async fn user_orgs(&self, user: UserId) -> Result<Vec<OrgMembership>, StoreError> {
+        let rows = sqlx::query("SELECT org_id, org_name, role, disabled FROM rdp_proxy_user_orgs($1)")
+            .bind(user.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(OrgMembership {
+                    org: OrgId(row.get("org_id")),
+                    org_name: row.get("org_name"),
+                    role: parse_role(&row.get::<String, _>("role"))?,
+                    disabled: row.get("disabled"),
+                })
+            })
+            .collect()
     }
 
-    /// The user's membership in one organisation, if the user is enabled and a member.
+    /// The user's membership in one organisation, if both user and membership are enabled.
     pub async fn membership(&self, org: OrgId, user: UserId) -> Result<Option<Membership>, StoreError> {
-        let row = sqlx::query(
-            "SELECT m.org_id, m.user_id, m.role FROM memberships m JOIN users u ON u.id = m.user_id
-             WHERE m.org_id = $1 AND m.user_id = $2 AND u.disabled_at IS NULL",
-        )
-        .bind(org.0)
-        .bind(user.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(membership_from_row).transpose()
+        let mut tx = self.org_tx(org).await?;
+        tx.membership(user).await
     }
 
     pub async fn user_name(&self, user: UserId) -> Result<String, StoreError> {
@@ -115,12 +168,139 @@ impl Store {
     }
 }
 
-fn membership_from_row(row: sqlx::postgres::PgRow) -> Result<Membership, StoreError> {
-    let role: String = row.get("role");
-    let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?;
-    Ok(Membership {
-        org: OrgId(row.get("org_id")),
+impl OrgTx {
+    /// The user's enabled membership in this organisation.
+    pub async fn membership(&mut self, user: UserId) -> Result<Option<Membership>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.org_id = $1 AND m.user_id = $2 AND u.disabled_at IS NULL AND m.disabled_at IS NULL",
+        )
+        .bind(self.org.0)
+        .bind(user.0)
+        .fetch_optional(self.conn())
+        .await?;
+        let org = self.org;
+        row.map(|row| {
+            Ok(Membership {
+                org,
+                user,
+                role: parse_role(&row.get::<String, _>("role"))?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Members ordered by name; the cursor is the last name seen.
+    pub async fn list_members(
+        &mut self,
+        role: Option<Role>,
+        disabled: Option<bool>,
+        after: Option<&Cursor>,
+        limit: i64,
+    ) -> Result<Page<MemberRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{MEMBER_SELECT} WHERE m.org_id = $1 AND ($2::text IS NULL OR m.role = $2)
+               AND ($3::boolean IS NULL OR (m.disabled_at IS NOT NULL) = $3)
+               AND ($4::text IS NULL OR u.name > $4)
+             ORDER BY u.name LIMIT $5"
+        ))
+        .bind(self.org.0)
+        .bind(role.map(Role::as_str))
+        .bind(disabled)
+        .bind(after.map(|cursor| cursor.0.clone()))
+        .bind(limit + 1)
+        .fetch_all(self.conn())
+        .await?;
+        let members = rows.iter().map(member_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(paginate(members, limit, |member| member.name.clone()))
+    }
+
+    pub async fn get_member(&mut self, user: UserId) -> Result<MemberRecord, StoreError> {
+        let row = sqlx::query(&format!(
+            "{MEMBER_SELECT} WHERE m.org_id = $1 AND m.user_id = $2 FOR UPDATE OF m"
+        ))
+        .bind(self.org.0)
+        .bind(user.0)
+        .fetch_optional(self.conn())
+        .await?
+        .ok_or(StoreError::NotFound { what: "member" })?;
+        member_from_row(&row)
+    }
+
+    /// Adds an existing user; `AlreadyExists` when they are a member already.
+    pub async fn add_member(&mut self, user: UserId, role: Role) -> Result<MemberRecord, StoreError> {
+        sqlx::query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)")
+            .bind(self.org.0)
+            .bind(user.0)
+            .bind(role.as_str())
+            .execute(self.conn())
+            .await
+            .map_err(|error| StoreError::unique_as(error, "member"))?;
+        self.get_member(user).await
+    }
+
+    pub async fn update_member(
+        &mut self,
+        user: UserId,
+        role: Option<Role>,
+        disabled: Option<bool>,
+    ) -> Result<MemberRecord, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE memberships SET role = COALESCE($3, role),
+                disabled_at = CASE WHEN $4::boolean IS NULL THEN disabled_at
+                                   WHEN $4 THEN COALESCE(disabled_at, now()) ELSE NULL END
+             WHERE org_id = $1 AND user_id = $2",
+        )
+        .bind(self.org.0)
+        .bind(user.0)
+        .bind(role.map(Role::as_str))
+        .bind(disabled)
+        .execute(self.conn())
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "member" });
+        }
+        self.get_member(user).await
+    }
+
+    pub async fn remove_member(&mut self, user: UserId) -> Result<(), StoreError> {
+        let deleted = sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+            .bind(self.org.0)
+            .bind(user.0)
+            .execute(self.conn())
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "member" });
+        }
+        Ok(())
+    }
+
+    /// Enabled owners of the organisation, counted under a lock so two concurrent demotions
+    /// cannot both leave it without one.
+    pub async fn count_active_owners(&mut self) -> Result<i64, StoreError> {
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' AND disabled_at IS NULL FOR UPDATE",
+        )
+        .bind(self.org.0)
+        .fetch_all(self.conn())
+        .await?;
+        Ok(i64::try_from(ids.len()).unwrap_or(i64::MAX))
+    }
+}
+
+const MEMBER_SELECT: &str = "SELECT m.user_id, u.name, m.role, m.disabled_at IS NOT NULL AS disabled, m.created_at
+    FROM memberships m JOIN users u ON u.id = m.user_id";
+
+fn member_from_row(row: &PgRow) -> Result<MemberRecord, StoreError> {
+    Ok(MemberRecord {
         user: UserId(row.get("user_id")),
-        role,
+        name: row.get("name"),
+        role: parse_role(&row.get::<String, _>("role"))?,
+        disabled: row.get("disabled"),
+        created_at: row.get("created_at"),
     })
+}
+
+pub(crate) fn parse_role(raw: &str) -> Result<Role, StoreError> {
+    Role::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("unknown role {raw:?}")))
 }

@@ -1,4 +1,5 @@
-//! Storage errors. Callers map `NotFound` and `Conflict` to client errors and log the rest.
+//! Storage errors. Callers map `NotFound`, `AlreadyExists`, `Conflict` and `InvalidCursor` to
+//! client errors and log the rest.
 
 use rdp_proxy_core::TransitionError;
 
@@ -8,6 +9,11 @@ pub enum StoreError {
     NotFound { what: &'static str },
     #[error("{what} already exists")]
     AlreadyExists { what: &'static str },
+    /// The change raced another one or would break a rule the data keeps.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the cursor is not one this list returned")]
+    InvalidCursor,
     #[error(transparent)]
     Transition(#[from] TransitionError),
     #[error("stored value is invalid: {0}")]
@@ -16,4 +22,14 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to `AlreadyExists { what }`, leaving other errors alone.
+    pub(crate) fn unique_as(error: sqlx::Error, what: &'static str) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => Self::AlreadyExists { what },
+            _ => Self::Database(error),
+        }
+    }
 }

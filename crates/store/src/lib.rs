@@ -1,19 +1,34 @@
 //! PostgreSQL storage: schema migrations and the queries the control plane and workers run.
-//! Every tenant-owned query takes the organisation id; decisions about what is allowed live in
-//! `rdp-proxy-core`, not here.
+//!
+//! Tenant data is reached only through [`OrgTx`], a transaction that has named its organisation
+//! to PostgreSQL, whose row-level security then hides every other organisation's rows. Queries
+//! still filter by `org_id` themselves; the policies are the second wall. Decisions about what
+//! is allowed live in `rdp-proxy-policy`, not here.
 
 mod accounts;
+mod audit;
+mod auth;
+mod credentials;
 mod error;
+mod page;
+mod policies;
 mod sessions;
 mod targets;
+mod tenant;
 
-pub use accounts::{Membership, UserRecord};
+pub use accounts::{MemberRecord, Membership, OrgMembership, UserRecord};
+pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditRecord};
+pub use auth::{ApiKeyRecord, LoginState, NewApiKey, RefreshOutcome};
+pub use credentials::{CredentialRecord, CredentialSecret, NewCredential, OrgKey};
 pub use error::StoreError;
-pub use sessions::{ControlUpdate, EventRecord, NewSession, SessionRecord, Transition};
-pub use targets::{NewTarget, TargetRecord, TargetSecret};
+pub use page::{Cursor, Page};
+pub use policies::PolicyRecord;
+pub use sessions::{ControlUpdate, EventRecord, NewSession, SessionLimits, SessionRecord, Transition};
+pub use targets::{NewTarget, TargetFilter, TargetRecord, TargetUpdate};
+pub use tenant::{OrgTx, SERVICE_ROLE};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, PgPool, Row};
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
@@ -47,6 +62,73 @@ impl Store {
     /// Applies pending migrations; safe to run from several processes at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+    }
+
+    /// Fails when this login could read every organisation's rows: a superuser, a role with
+    /// `BYPASSRLS`, or the owner of the tenant tables. Services call it at start so that
+    /// row-level security cannot be switched off by configuration.
+    pub async fn check_service_login(&self) -> Result<(), StoreError> {
+        let row = sqlx::query(
+            "SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+                    pg_has_role(current_user, 'rdp_proxy_service', 'USAGE') AS is_service,
+                    EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'sessions' AND schemaname = 'public'
+                            AND pg_has_role(current_user, tableowner, 'USAGE')) AS owns_tables
+             FROM pg_roles r WHERE r.rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let name: String = row.get("rolname");
+        let problem = if row.get::<bool, _>("rolsuper") {
+            Some("is a superuser")
+        } else if row.get::<bool, _>("rolbypassrls") {
+            Some("has BYPASSRLS")
+        } else if row.get::<bool, _>("owns_tables") {
+            Some("owns the tables")
+        } else if !row.get::<bool, _>("is_service") {
+            Some("is not a member of rdp_proxy_service")
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => Err(StoreError::Corrupt(format!(
+                "database login {name:?} {problem}; services must log in as a member of \
+                 {SERVICE_ROLE} so that row-level security applies (see `rdp-proxy migrate --service-login`)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates or updates a login role that is a member of [`SERVICE_ROLE`] and nothing else.
+    /// `name` must be a plain identifier. Run with the migrating (owner) login.
+    pub async fn ensure_service_login(&self, name: &str, password: &str) -> Result<(), StoreError> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(StoreError::Corrupt(format!(
+                "service login name {name:?} must be lowercase letters, digits and underscores"
+            )));
+        }
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        // Passwords cannot be bound as parameters in role statements; quote it as a literal.
+        let literal = format!("'{}'", password.replace('\'', "''"));
+        let statement =
+            format!("{verb} ROLE {name} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {literal}");
+        match sqlx::query(&statement).execute(&self.pool).await {
+            Ok(_) => {}
+            // Another process created it between the check and the statement.
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42710") => {}
+            Err(error) => return Err(error.into()),
+        }
+        sqlx::query(&format!("GRANT {SERVICE_ROLE} TO {name}"))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Cheap liveness probe.

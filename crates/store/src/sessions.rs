@@ -2,13 +2,15 @@
 //! the same transaction; a change against a stale version fails with a conflict instead of
 //! overwriting the other writer.
 
+use rdp_proxy_core::audit::{ActorKind, Outcome};
 use rdp_proxy_core::session::EventKind;
 use rdp_proxy_core::{FencingToken, OrgId, SessionId, SessionState, TargetId, TransitionError, UserId, WorkerId};
+use sqlx::Row;
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
-use crate::{Store, StoreError};
+use crate::page::{Cursor, Page, paginate};
+use crate::{AuditEntry, OrgTx, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
@@ -31,6 +33,16 @@ pub struct SessionRecord {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub ended_at: Option<OffsetDateTime>,
+    pub limits: SessionLimits,
+}
+
+/// Limits the policy granted when the session was opened; the worker enforces them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// End the session after it has been detached this long.
+    pub idle_detach_secs: Option<u32>,
+    /// End the session this long after it was opened.
+    pub max_duration_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +64,7 @@ pub struct NewSession {
     pub target: TargetId,
     pub width: u16,
     pub height: u16,
+    pub limits: SessionLimits,
 }
 
 /// A state change and the event that explains it.
@@ -112,7 +125,7 @@ pub struct ControlUpdate {
 const SESSION_SELECT: &str = "SELECT s.id, s.org_id, s.owner_id, o.name AS owner_name, s.target_id,
         t.name AS target_name, s.state, s.version, s.worker_id, s.width, s.height, s.control_fence,
         s.control_user_id, c.name AS control_user_name, s.control_since, s.reason, s.created_at,
-        s.updated_at, s.ended_at
+        s.updated_at, s.ended_at, s.idle_detach_secs, s.max_duration_secs
     FROM sessions s
     JOIN users o ON o.id = s.owner_id
     JOIN targets t ON t.id = s.target_id
@@ -122,10 +135,11 @@ impl Store {
     /// Records a new session in `requested` with its first event.
     pub async fn insert_session(&self, new: &NewSession, actor_name: &str) -> Result<SessionRecord, StoreError> {
         let id = SessionId::new_random();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.org_tx(new.org).await?;
         sqlx::query(
-            "INSERT INTO sessions (id, org_id, owner_id, target_id, state, width, height)
-             VALUES ($1, $2, $3, $4, 'requested', $5, $6)",
+            "INSERT INTO sessions (id, org_id, owner_id, target_id, state, width, height, idle_detach_secs,
+                 max_duration_secs)
+             VALUES ($1, $2, $3, $4, 'requested', $5, $6, $7, $8)",
         )
         .bind(id.0)
         .bind(new.org.0)
@@ -133,36 +147,37 @@ impl Store {
         .bind(new.target.0)
         .bind(i32::from(new.width))
         .bind(i32::from(new.height))
-        .execute(&mut *tx)
-        .await?;
-        insert_event(
-            &mut tx,
-            new.org,
-            id,
-            EventKind::Requested,
-            None,
-            SessionState::Requested,
-            1,
-            Some(new.owner),
-            Some(actor_name),
-            None,
+        .bind(
+            new.limits
+                .idle_detach_secs
+                .map(|secs| i32::try_from(secs).unwrap_or(i32::MAX)),
         )
+        .bind(
+            new.limits
+                .max_duration_secs
+                .map(|secs| i32::try_from(secs).unwrap_or(i32::MAX)),
+        )
+        .execute(tx.conn())
         .await?;
-        let record = fetch_session(&mut tx, Some(new.org), id).await?;
+        let event = EventParts {
+            kind: EventKind::Requested,
+            from: None,
+            to: SessionState::Requested,
+            version: 1,
+            actor: Some(new.owner),
+            actor_name: Some(actor_name),
+            reason: None,
+        };
+        insert_event(&mut tx, id, &event).await?;
+        let record = fetch_session(tx.conn(), new.org, id).await?;
         tx.commit().await?;
         Ok(record)
     }
 
     /// Loads a session of the organisation; another organisation's session is `NotFound`.
     pub async fn get_session(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        fetch_session(&mut conn, Some(org), id).await
-    }
-
-    /// Loads a session by id alone, for workers and the lost-worker sweep.
-    pub async fn get_session_any_org(&self, id: SessionId) -> Result<SessionRecord, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        fetch_session(&mut conn, None, id).await
+        let mut tx = self.org_tx(org).await?;
+        fetch_session(tx.conn(), org, id).await
     }
 
     /// Sessions of the organisation, newest first; only `owner`'s and only in `state` when given.
@@ -171,50 +186,76 @@ impl Store {
         org: OrgId,
         owner: Option<UserId>,
         state: Option<SessionState>,
+        after: Option<&Cursor>,
         limit: i64,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let (after_time, after_id) = match after {
+            Some(cursor) => {
+                let (micros, id) = cursor.0.split_once(':').ok_or(StoreError::InvalidCursor)?;
+                let micros: i128 = micros.parse().map_err(|_| StoreError::InvalidCursor)?;
+                let time =
+                    OffsetDateTime::from_unix_timestamp_nanos(micros * 1_000).map_err(|_| StoreError::InvalidCursor)?;
+                let id: uuid::Uuid = id.parse().map_err(|_| StoreError::InvalidCursor)?;
+                (Some(time), Some(id))
+            }
+            None => (None, None),
+        };
         let sql = format!(
             "{SESSION_SELECT} WHERE s.org_id = $1 AND ($2::uuid IS NULL OR s.owner_id = $2)
                AND ($3::text IS NULL OR s.state = $3)
-             ORDER BY s.created_at DESC LIMIT $4"
+               AND ($4::timestamptz IS NULL OR (s.created_at, s.id) < ($4, $5))
+             ORDER BY s.created_at DESC, s.id DESC LIMIT $6"
         );
+        let mut tx = self.org_tx(org).await?;
         let rows = sqlx::query(&sql)
             .bind(org.0)
             .bind(owner.map(|user| user.0))
             .bind(state.map(SessionState::as_str))
-            .bind(limit)
+            .bind(after_time)
+            .bind(after_id)
+            .bind(limit + 1)
+            .fetch_all(tx.conn())
+            .await?;
+        let records = rows.iter().map(session_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(paginate(records, limit, |record| {
+            format!("{}:{}", record.created_at.unix_timestamp_nanos() / 1_000, record.id.0)
+        }))
+    }
+
+    /// Sessions a worker holds or is opening, in every organisation: (organisation, session, worker).
+    pub async fn held_sessions(&self) -> Result<Vec<(OrgId, SessionId, WorkerId)>, StoreError> {
+        let rows = sqlx::query("SELECT org_id, session_id, worker_id FROM rdp_proxy_held_sessions()")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(session_from_row).collect()
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                (
+                    OrgId(row.get("org_id")),
+                    SessionId(row.get("session_id")),
+                    WorkerId(row.get("worker_id")),
+                )
+            })
+            .collect())
     }
 
-    /// Sessions a worker holds or is opening, in every organisation.
-    pub async fn sessions_held_by(&self, worker: WorkerId) -> Result<Vec<SessionRecord>, StoreError> {
-        let sql =
-            format!("{SESSION_SELECT} WHERE s.worker_id = $1 AND s.state IN ('connecting', 'active', 'detached')");
-        let rows = sqlx::query(&sql).bind(worker.0).fetch_all(&self.pool).await?;
+    /// Active sessions whose control `user` holds, for revoking that user.
+    pub async fn sessions_controlled_by(&self, org: OrgId, user: UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = format!("{SESSION_SELECT} WHERE s.org_id = $1 AND s.control_user_id = $2 AND s.state = 'active'");
+        let mut tx = self.org_tx(org).await?;
+        let rows = sqlx::query(&sql).bind(org.0).bind(user.0).fetch_all(tx.conn()).await?;
         rows.iter().map(session_from_row).collect()
-    }
-
-    /// Workers that hold at least one session, for the lost-worker sweep.
-    pub async fn workers_holding_sessions(&self) -> Result<Vec<WorkerId>, StoreError> {
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
-            "SELECT DISTINCT worker_id FROM sessions
-             WHERE worker_id IS NOT NULL AND state IN ('connecting', 'active', 'detached')",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.into_iter().map(WorkerId).collect())
     }
 
     pub async fn session_events(&self, org: OrgId, id: SessionId) -> Result<Vec<EventRecord>, StoreError> {
+        let mut tx = self.org_tx(org).await?;
         let rows = sqlx::query(
             "SELECT at, kind, from_state, to_state, version, actor_id, actor_name, reason
              FROM session_events WHERE org_id = $1 AND session_id = $2 ORDER BY id",
         )
         .bind(org.0)
         .bind(id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(tx.conn())
         .await?;
         Ok(rows
             .into_iter()
@@ -232,10 +273,10 @@ impl Store {
     }
 
     /// Applies a lifecycle change atomically: checks the lifecycle rule against the stored state,
-    /// the expected version when given, bumps the version and appends the event.
+    /// the expected version when given, bumps the version, appends the event and the audit record.
     /// A self-transition (`active` → `active`, as on takeover) records the event and bumps the version.
-    pub async fn transition(&self, id: SessionId, change: Transition) -> Result<SessionRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn transition(&self, org: OrgId, id: SessionId, change: Transition) -> Result<SessionRecord, StoreError> {
+        let mut tx = self.org_tx(org).await?;
         let current = lock_session(&mut tx, id).await?;
         check_transition(&current, &change)?;
         let version = current.version + 1;
@@ -244,25 +285,22 @@ impl Store {
             Some(actor) => {
                 sqlx::query_scalar::<_, String>("SELECT name FROM users WHERE id = $1")
                     .bind(actor.0)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(tx.conn())
                     .await?
             }
             None => None,
         };
-        insert_event(
-            &mut tx,
-            current.org,
-            id,
-            change.kind,
-            Some(current.state),
-            change.to,
+        let event = EventParts {
+            kind: change.kind,
+            from: Some(current.state),
+            to: change.to,
             version,
-            change.actor,
-            actor_name.as_deref(),
-            change.reason.as_deref(),
-        )
-        .await?;
-        let record = fetch_session(&mut tx, None, id).await?;
+            actor: change.actor,
+            actor_name: actor_name.as_deref(),
+            reason: change.reason.as_deref(),
+        };
+        insert_event(&mut tx, id, &event).await?;
+        let record = fetch_session(tx.conn(), org, id).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -294,7 +332,7 @@ fn check_transition(current: &SessionRecord, change: &Transition) -> Result<(), 
 }
 
 async fn apply_transition(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut OrgTx,
     current: &SessionRecord,
     change: &Transition,
     version: i64,
@@ -329,60 +367,73 @@ async fn apply_transition(
     .bind(i64::try_from(control_fence.0).unwrap_or(i64::MAX))
     .bind(&change.reason)
     .bind(ends)
-    .execute(&mut **tx)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert_event(
-    tx: &mut Transaction<'_, Postgres>,
-    org: OrgId,
-    session: SessionId,
+struct EventParts<'a> {
     kind: EventKind,
     from: Option<SessionState>,
     to: SessionState,
     version: i64,
     actor: Option<UserId>,
-    actor_name: Option<&str>,
-    reason: Option<&str>,
-) -> Result<(), StoreError> {
+    actor_name: Option<&'a str>,
+    reason: Option<&'a str>,
+}
+
+/// Appends the session event and its audit record.
+async fn insert_event(tx: &mut OrgTx, session: SessionId, event: &EventParts<'_>) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO session_events (org_id, session_id, kind, from_state, to_state, version, actor_id, actor_name, reason)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(org.0)
+    .bind(tx.org().0)
     .bind(session.0)
-    .bind(kind.as_str())
-    .bind(from.map(SessionState::as_str))
-    .bind(to.as_str())
-    .bind(version)
-    .bind(actor.map(|user| user.0))
-    .bind(actor_name)
-    .bind(reason)
-    .execute(&mut **tx)
+    .bind(event.kind.as_str())
+    .bind(event.from.map(SessionState::as_str))
+    .bind(event.to.as_str())
+    .bind(event.version)
+    .bind(event.actor.map(|user| user.0))
+    .bind(event.actor_name)
+    .bind(event.reason)
+    .execute(tx.conn())
     .await?;
+    let (kind, id, name) = match event.actor {
+        Some(user) => (ActorKind::User, Some(user.0), event.actor_name.map(str::to_owned)),
+        None => (ActorKind::System, None, None),
+    };
+    let mut entry = AuditEntry::new(format!("session.{}", event.kind.as_str()), "session", Outcome::Ok)
+        .actor(kind, id, name)
+        .object(session.0)
+        .details(serde_json::json!({
+            "from": event.from.map(SessionState::as_str),
+            "to": event.to.as_str(),
+            "version": event.version,
+        }));
+    if let Some(reason) = event.reason {
+        entry = entry.reason(reason);
+    }
+    tx.audit(&entry).await?;
     Ok(())
 }
 
-async fn lock_session(tx: &mut Transaction<'_, Postgres>, id: SessionId) -> Result<SessionRecord, StoreError> {
-    sqlx::query("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE")
+async fn lock_session(tx: &mut OrgTx, id: SessionId) -> Result<SessionRecord, StoreError> {
+    let org = tx.org();
+    sqlx::query("SELECT 1 FROM sessions WHERE org_id = $1 AND id = $2 FOR UPDATE")
+        .bind(org.0)
         .bind(id.0)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(tx.conn())
         .await?
         .ok_or(StoreError::NotFound { what: "session" })?;
-    fetch_session(tx, None, id).await
+    fetch_session(tx.conn(), org, id).await
 }
 
-async fn fetch_session(
-    conn: &mut sqlx::PgConnection,
-    org: Option<OrgId>,
-    id: SessionId,
-) -> Result<SessionRecord, StoreError> {
-    let sql = format!("{SESSION_SELECT} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.org_id = $2)");
+async fn fetch_session(conn: &mut sqlx::PgConnection, org: OrgId, id: SessionId) -> Result<SessionRecord, StoreError> {
+    let sql = format!("{SESSION_SELECT} WHERE s.id = $1 AND s.org_id = $2");
     let row = sqlx::query(&sql)
         .bind(id.0)
-        .bind(org.map(|org| org.0))
+        .bind(org.0)
         .fetch_optional(conn)
         .await?
         .ok_or(StoreError::NotFound { what: "session" })?;
@@ -419,19 +470,30 @@ fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
         ended_at: row.get("ended_at"),
+        limits: SessionLimits {
+            idle_detach_secs: row
+                .get::<Option<i32>, _>("idle_detach_secs")
+                .and_then(|secs| u32::try_from(secs).ok()),
+            max_duration_secs: row
+                .get::<Option<i32>, _>("max_duration_secs")
+                .and_then(|secs| u32::try_from(secs).ok()),
+        },
     })
 }
 
 impl Store {
-    /// Current state of each listed session that exists, for a worker's reconciliation.
+    /// Current state of each listed session of the organisation, for a worker's reconciliation.
     pub async fn session_states(
         &self,
+        org: OrgId,
         ids: &[SessionId],
     ) -> Result<Vec<(SessionId, SessionState, Option<String>)>, StoreError> {
         let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
-        let rows = sqlx::query("SELECT id, state, reason FROM sessions WHERE id = ANY($1)")
+        let mut tx = self.org_tx(org).await?;
+        let rows = sqlx::query("SELECT id, state, reason FROM sessions WHERE org_id = $1 AND id = ANY($2)")
+            .bind(org.0)
             .bind(&ids)
-            .fetch_all(&self.pool)
+            .fetch_all(tx.conn())
             .await?;
         rows.into_iter()
             .map(|row| {
@@ -443,17 +505,20 @@ impl Store {
             })
             .collect()
     }
-}
 
-impl Store {
     /// Sessions still `requested` after `older_than`: no worker ever claimed them, for example
     /// because the control plane stopped between recording and dispatching.
-    pub async fn stale_requested(&self, older_than: std::time::Duration) -> Result<Vec<SessionRecord>, StoreError> {
-        let seconds = older_than.as_secs_f64();
-        let sql = format!(
-            "{SESSION_SELECT} WHERE s.state = 'requested' AND s.created_at < now() - make_interval(secs => $1)"
-        );
-        let rows = sqlx::query(&sql).bind(seconds).fetch_all(&self.pool).await?;
-        rows.iter().map(session_from_row).collect()
+    pub async fn stale_requested(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<Vec<(OrgId, SessionId)>, StoreError> {
+        let rows = sqlx::query("SELECT org_id, session_id FROM rdp_proxy_stale_requested($1)")
+            .bind(older_than.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (OrgId(row.get("org_id")), SessionId(row.get("session_id"))))
+            .collect())
     }
 }

@@ -1,65 +1,28 @@
 //! Session storage against a real PostgreSQL: lifecycle rules, versioned transitions that fail
 //! cleanly on a race, the event history and organisation scoping.
 
-use rdp_proxy_core::access::Role;
+mod common;
+
 use rdp_proxy_core::session::EventKind;
 use rdp_proxy_core::{FencingToken, OrgId, SessionState, TransitionError, WorkerId};
-use rdp_proxy_store::{
-    ControlUpdate, NewSession, NewTarget, SessionRecord, Store, StoreError, TargetSecret, Transition,
-};
-use rdp_proxy_testkit::Postgres;
+use rdp_proxy_store::{ControlUpdate, SessionRecord, Store, StoreError, TargetFilter, Transition};
 
 struct Fixture {
     store: Store,
     org: OrgId,
     session: SessionRecord,
-    _postgres: Postgres,
+    _db: common::Db,
 }
 
 async fn fixture() -> anyhow::Result<Fixture> {
-    let (postgres, url) = tokio::task::spawn_blocking(|| -> anyhow::Result<_> {
-        let postgres = Postgres::start()?;
-        let url = postgres.create_database("store_test")?;
-        Ok((postgres, url))
-    })
-    .await??;
-    let store = Store::connect(&url, 8).await?;
-    store.migrate().await?;
-    store.migrate().await?;
-    let org = store.ensure_org("default").await?;
-    let user = store.upsert_user("alice", "$argon2id$placeholder").await?;
-    store.set_membership(org, user, Role::Member).await?;
-    let secret = TargetSecret {
-        username: "u".into(),
-        password: "p".into(),
-        domain: None,
-        cert_sha256: None,
-    };
-    let target = NewTarget {
-        name: "t".into(),
-        host: "127.0.0.1".into(),
-        port: 3389,
-        security: "auto".into(),
-        secret,
-    };
-    let target = store.upsert_target(org, &target).await?;
-    let session = store
-        .insert_session(
-            &NewSession {
-                org,
-                owner: user,
-                target,
-                width: 1280,
-                height: 720,
-            },
-            "alice",
-        )
-        .await?;
+    let db = common::database().await?;
+    let tenant = common::tenant(&db.store, "default").await?;
+    let session = common::session(&db.store, &tenant).await?;
     Ok(Fixture {
-        store,
-        org,
+        store: db.store.clone(),
+        org: tenant.org,
         session,
-        _postgres: postgres,
+        _db: db,
     })
 }
 
@@ -74,11 +37,11 @@ async fn lifecycle_records_versions_and_events() -> anyhow::Result<()> {
     assert_eq!(f.session.version, 1);
     let mut connecting = to(SessionState::Connecting, EventKind::Connecting).expect_version(1);
     connecting.worker = Some(WorkerId::new_random());
-    let record = f.store.transition(f.session.id, connecting).await?;
+    let record = f.store.transition(f.org, f.session.id, connecting).await?;
     assert_eq!((record.state, record.version), (SessionState::Connecting, 2));
     let mut connected = to(SessionState::Detached, EventKind::Connected);
     connected.size = Some((1920, 1080));
-    let record = f.store.transition(f.session.id, connected).await?;
+    let record = f.store.transition(f.org, f.session.id, connected).await?;
     assert_eq!((record.width, record.height), (1920, 1080));
     let mut attached = to(SessionState::Active, EventKind::Attached);
     attached.control = Some(Some(ControlUpdate {
@@ -86,12 +49,13 @@ async fn lifecycle_records_versions_and_events() -> anyhow::Result<()> {
         fence: FencingToken(1),
         since: time::OffsetDateTime::now_utc(),
     }));
-    let record = f.store.transition(f.session.id, attached).await?;
-    assert_eq!(record.control_user_name.as_deref(), Some("alice"));
+    let record = f.store.transition(f.org, f.session.id, attached).await?;
+    assert_eq!(record.control_user_name.as_deref(), Some("default-alice"));
     assert_eq!(record.control_fence, FencingToken(1));
     let record = f
         .store
         .transition(
+            f.org,
             f.session.id,
             to(SessionState::Terminated, EventKind::Terminated).reason("done"),
         )
@@ -118,7 +82,7 @@ async fn illegal_and_final_transitions_fail_without_change() -> anyhow::Result<(
     let f = fixture().await?;
     let error = f
         .store
-        .transition(f.session.id, to(SessionState::Active, EventKind::Attached))
+        .transition(f.org, f.session.id, to(SessionState::Active, EventKind::Attached))
         .await
         .unwrap_err();
     assert!(
@@ -126,11 +90,11 @@ async fn illegal_and_final_transitions_fail_without_change() -> anyhow::Result<(
         "{error:?}"
     );
     f.store
-        .transition(f.session.id, to(SessionState::Failed, EventKind::Failed))
+        .transition(f.org, f.session.id, to(SessionState::Failed, EventKind::Failed))
         .await?;
     let error = f
         .store
-        .transition(f.session.id, to(SessionState::Connecting, EventKind::Connecting))
+        .transition(f.org, f.session.id, to(SessionState::Connecting, EventKind::Connecting))
         .await
         .unwrap_err();
     assert!(
@@ -149,9 +113,11 @@ async fn racing_writers_get_exactly_one_winner() -> anyhow::Result<()> {
     for _ in 0..8 {
         let store = f.store.clone();
         let id = f.session.id;
+        let org = f.org;
         handles.push(tokio::spawn(async move {
             store
                 .transition(
+                    org,
                     id,
                     Transition::new(SessionState::Connecting, EventKind::Connecting).expect_version(1),
                 )
@@ -177,19 +143,28 @@ async fn other_organisation_sees_nothing() -> anyhow::Result<()> {
     let other = f.store.ensure_org("other").await?;
     let error = f.store.get_session(other, f.session.id).await.unwrap_err();
     assert!(matches!(error, StoreError::NotFound { what: "session" }));
-    assert!(f.store.list_sessions(other, None, None, 100).await?.is_empty());
+    assert!(
+        f.store
+            .list_sessions(other, None, None, None, 100)
+            .await?
+            .items
+            .is_empty()
+    );
     let requested = f
         .store
-        .list_sessions(f.org, None, Some(SessionState::Requested), 100)
-        .await?;
+        .list_sessions(f.org, None, Some(SessionState::Requested), None, 100)
+        .await?
+        .items;
     assert_eq!(requested.len(), 1, "the state filter keeps matching sessions");
     let active = f
         .store
-        .list_sessions(f.org, None, Some(SessionState::Active), 100)
-        .await?;
+        .list_sessions(f.org, None, Some(SessionState::Active), None, 100)
+        .await?
+        .items;
     assert!(active.is_empty(), "the state filter drops other states");
     assert!(f.store.session_events(other, f.session.id).await?.is_empty());
-    assert!(f.store.list_targets(other).await?.is_empty());
+    let mut tx = f.store.org_tx(other).await?;
+    assert!(tx.all_targets(&TargetFilter::default()).await?.is_empty());
     Ok(())
 }
 
@@ -197,10 +172,10 @@ async fn other_organisation_sees_nothing() -> anyhow::Result<()> {
 async fn fencing_token_never_goes_back() -> anyhow::Result<()> {
     let f = fixture().await?;
     f.store
-        .transition(f.session.id, to(SessionState::Connecting, EventKind::Connecting))
+        .transition(f.org, f.session.id, to(SessionState::Connecting, EventKind::Connecting))
         .await?;
     f.store
-        .transition(f.session.id, to(SessionState::Detached, EventKind::Connected))
+        .transition(f.org, f.session.id, to(SessionState::Detached, EventKind::Connected))
         .await?;
     let control = |fence| {
         Some(Some(ControlUpdate {
@@ -211,10 +186,10 @@ async fn fencing_token_never_goes_back() -> anyhow::Result<()> {
     };
     let mut attach = to(SessionState::Active, EventKind::Attached);
     attach.control = control(5);
-    f.store.transition(f.session.id, attach).await?;
+    f.store.transition(f.org, f.session.id, attach).await?;
     let mut stale = to(SessionState::Active, EventKind::TakenOver);
     stale.control = control(4);
-    assert!(f.store.transition(f.session.id, stale).await.is_err());
+    assert!(f.store.transition(f.org, f.session.id, stale).await.is_err());
     assert_eq!(
         f.store.get_session(f.org, f.session.id).await?.control_fence,
         FencingToken(5)

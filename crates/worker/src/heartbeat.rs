@@ -63,8 +63,14 @@ async fn reconcile(shared: &Shared) -> Result<(), rdp_proxy_store::StoreError> {
     if held.is_empty() {
         return Ok(());
     }
-    let ids: Vec<_> = held.iter().map(|(id, _)| *id).collect();
-    let states = shared.store.session_states(&ids).await?;
+    let mut by_org: std::collections::BTreeMap<_, Vec<_>> = std::collections::BTreeMap::new();
+    for (id, handle) in &held {
+        by_org.entry(handle.org).or_default().push(*id);
+    }
+    let mut states = Vec::new();
+    for (org, ids) in by_org {
+        states.extend(shared.store.session_states(org, &ids).await?);
+    }
     for (id, state, reason) in states {
         if !state.is_final() {
             continue;

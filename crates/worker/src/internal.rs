@@ -40,7 +40,8 @@ fn error_response(status: StatusCode, code: &str, message: impl Into<String>) ->
 }
 
 async fn start(State(shared): State<Shared>, Json(request): Json<StartSession>) -> Response {
-    match session::start(&shared, request.session_id).await {
+    let session_id = request.session_id;
+    match session::start(&shared, request).await {
         Ok(record) => (
             StatusCode::ACCEPTED,
             Json(HeldSession {
@@ -55,7 +56,7 @@ async fn start(State(shared): State<Shared>, Json(request): Json<StartSession>) 
             error_response(StatusCode::CONFLICT, "session_not_startable", error.to_string())
         }
         Err(StartError::Store(store)) => {
-            tracing::error!(session.id = %request.session_id, error = %store, "Could not claim the session");
+            tracing::error!(session.id = %session_id, error = %store, "Could not claim the session");
             error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",

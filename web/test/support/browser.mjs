@@ -65,13 +65,13 @@ export class Browser {
     const browser = new Browser(child, profile, socket);
     await browser.send("Page.enable");
     await browser.send("Runtime.enable");
-    await browser.send("Emulation.setDeviceMetricsOverride", {
-      width: 1280,
-      height: 800,
-      deviceScaleFactor: 1,
-      mobile: false,
-    });
+    await browser.setViewport(1280, 800);
     return browser;
+  }
+
+  /** Sets the size of the page's viewport in CSS pixels. */
+  async setViewport(width, height) {
+    await this.send("Emulation.setDeviceMetricsOverride", { width, height, deviceScaleFactor: 1, mobile: false });
   }
 
   constructor(child, profile, socket) {

@@ -1,7 +1,9 @@
 // A stand-in for the control plane and one worker, for browser tests of web/ before the Rust
-// backend runs. Serves web/ as static files, implements the /api/v1 endpoints the pages call,
-// and speaks the worker side of docs/viewer-protocol.md on /v1/sessions/{id}/viewer.
-// Listens on 127.0.0.1 only. State lives in memory, and tests read and change it directly.
+// backend runs. Serves web/ as static files, implements the /api/v1 endpoints the pages call
+// (sessions here, the organisation API in mock-api.mjs), and speaks the worker side of
+// docs/viewer-protocol.md on /v1/sessions/{id}/viewer, including an `observe` mode that never
+// takes control. Listens on 127.0.0.1 only. State lives in memory, and tests read and change it
+// directly.
 
 import { randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
@@ -10,6 +12,7 @@ import http from "node:http";
 import path from "node:path";
 
 import { BATCH_END, pngRect, zlibRect } from "./frames.mjs";
+import { ApiFailure, MockApi, paginate, Reply } from "./mock-api.mjs";
 import { acceptWebSocket } from "./websocket.mjs";
 
 const CONTENT_TYPES = {
@@ -27,33 +30,20 @@ export const COLOURS = {
   rgbaCorner: [20, 200, 60, 255],
 };
 
-const USERS = [
-  { id: "u-alice", name: "alice", role: "admin", org_id: "org-1", password: "alice-password" },
-  { id: "u-bob", name: "bob", role: "member", org_id: "org-1", password: "bob-password" },
-];
-
-const TARGETS = [
-  { id: "t-build", name: "Build server", host: "10.0.0.5", port: 3389, security: "nla" },
-  { id: "t-test", name: "Test desktop", host: "10.0.0.6", port: 3389, security: "tls" },
-];
-
-class ApiFailure extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
+// Roles that may act on every session of their organisation.
+const SESSION_ADMIN_ROLES = new Set(["owner", "admin", "operator"]);
+const ATTACH_PERMISSION_BY_MODE = { control: "attach", takeover: "takeover", observe: "observe" };
 
 export class MockServer extends EventEmitter {
   constructor(webRoot) {
     super();
     this.webRoot = path.resolve(webRoot);
-    this.accessTokens = new Map();
+    this.api = new MockApi();
     this.viewerTokens = new Map();
     this.sessions = new Map();
     this.viewers = [];
-    // Every API request as {method, path, body}, oldest first.
+    // Every API request as {method, path, query, body, token, status}, oldest first. `token` is
+    // the bearer token and `status` the response status.
     this.requests = [];
     // Test hook: (session, mode, user) returns {status, code, message} to reject an attach
     // request with, or null to proceed.
@@ -80,26 +70,19 @@ export class MockServer extends EventEmitter {
     await new Promise((resolve) => this.server.close(resolve));
   }
 
-  /** Logs `username` in without HTTP and returns the login response body. */
-  loginAs(username) {
-    const user = USERS.find((candidate) => candidate.name === username);
-    const token = randomBytes(16).toString("hex");
-    this.accessTokens.set(token, user);
-    return {
-      access_token: token,
-      expires_at: new Date(Date.now() + 3600_000).toISOString(),
-      user: publicUser(user),
-    };
+  /** Logs `username` in without HTTP and returns the token response body. */
+  loginAs(username, orgId = undefined) {
+    return this.api.loginAs(username, orgId);
   }
 
   /** Creates a session owned by `username` on target `targetId`, already connected (detached). */
-  createSession(username, targetId = TARGETS[0].id, width = 800, height = 600) {
-    const user = USERS.find((candidate) => candidate.name === username);
-    const target = TARGETS.find((candidate) => candidate.id === targetId);
+  createSession(username, targetId = "t-build", width = 800, height = 600) {
+    const user = this.api.userByName(username);
+    const target = this.api.targets.find((candidate) => candidate.id === targetId);
     const now = new Date().toISOString();
     const session = {
       id: randomUUID(),
-      org_id: user.org_id,
+      org_id: target.org_id,
       owner: { id: user.id, name: user.name },
       target: { id: target.id, name: target.name },
       state: "detached",
@@ -143,18 +126,29 @@ export class MockServer extends EventEmitter {
 
   async handleHttp(request, response) {
     const url = new URL(request.url, "http://127.0.0.1");
+    let entry = null;
     try {
       if (url.pathname.startsWith("/api/")) {
         const body = await readJsonBody(request);
-        this.requests.push({ method: request.method, path: url.pathname, body });
-        const result = this.route(request, url.pathname, body);
-        sendJson(response, 200, result);
+        const token = (request.headers.authorization ?? "").replace(/^Bearer /, "") || null;
+        entry = { method: request.method, path: url.pathname, query: url.search, body, token, status: null };
+        this.requests.push(entry);
+        const result = this.route(request, url.pathname, url.searchParams, body);
+        entry.status = result instanceof Reply ? result.status : 200;
+        sendJson(response, entry.status, result instanceof Reply ? result.body : result);
         return;
       }
       await this.serveStatic(url.pathname, response);
     } catch (error) {
       if (error instanceof ApiFailure) {
-        sendJson(response, error.status, { error: { code: error.code, message: error.message } });
+        const detail = { code: error.code, message: error.message };
+        if (error.problems) {
+          detail.problems = error.problems;
+        }
+        if (entry) {
+          entry.status = error.status;
+        }
+        sendJson(response, error.status, { error: detail });
         return;
       }
       sendJson(response, 500, { error: { code: "internal", message: String(error) } });
@@ -177,72 +171,111 @@ export class MockServer extends EventEmitter {
     }
   }
 
-  authenticate(request) {
-    const header = request.headers.authorization ?? "";
-    const user = this.accessTokens.get(header.replace(/^Bearer /, ""));
-    if (!user) {
-      throw new ApiFailure(401, "unauthorized", "Your sign-in has expired. Sign in again.");
-    }
-    return user;
-  }
-
-  route(request, pathname, body) {
+  route(request, pathname, query, body) {
     const method = request.method;
     if (method === "POST" && pathname === "/api/v1/login") {
-      const user = USERS.find((candidate) => candidate.name === body?.username);
-      if (!user || user.password !== body?.password) {
-        throw new ApiFailure(401, "invalid_credentials", "Invalid username or password.");
-      }
-      return this.loginAs(user.name);
+      return this.api.login(body);
+    }
+    if (method === "POST" && pathname === "/api/v1/auth/refresh") {
+      return this.api.refresh(body);
     }
 
-    const user = this.authenticate(request);
-    if (method === "GET" && pathname === "/api/v1/targets") {
-      return { items: TARGETS };
+    const actor = this.api.authenticate(request.headers.authorization);
+    if (pathname === "/api/v1/sessions" || pathname.startsWith("/api/v1/sessions/")) {
+      return this.routeSessions(actor, method, pathname, query, body);
     }
+    const result = this.api.route(actor, method, pathname, query, body);
+    if (result === undefined) {
+      throw new ApiFailure(405, "method_not_allowed", `${method} ${pathname} is not supported.`);
+    }
+    return result;
+  }
+
+  /** Returns what `actor` may do with `session`: all on their own, by role on others'. */
+  sessionPermissions(session, actor) {
+    if (session.owner.id === actor.user.id) {
+      return { attach: true, observe: false, takeover: true, terminate: true };
+    }
+    if (SESSION_ADMIN_ROLES.has(actor.role)) {
+      return { attach: true, observe: true, takeover: true, terminate: true };
+    }
+    const observe = Boolean(actor.permissions.view_all_sessions);
+    return { attach: false, observe, takeover: false, terminate: false };
+  }
+
+  sessionVisible(session, actor) {
+    return (
+      session.org_id === actor.org_id && (session.owner.id === actor.user.id || actor.permissions.view_all_sessions)
+    );
+  }
+
+  sessionView(session, actor) {
+    return { ...session, permissions: this.sessionPermissions(session, actor) };
+  }
+
+  routeSessions(actor, method, pathname, query, body) {
     if (method === "GET" && pathname === "/api/v1/sessions") {
-      return { items: [...this.sessions.values()] };
+      const mine = query.get("mine") === "true";
+      const state = query.get("state");
+      const items = [...this.sessions.values()]
+        .filter((session) => this.sessionVisible(session, actor))
+        .filter((session) => !mine || session.owner.id === actor.user.id)
+        .filter((session) => !state || session.state === state)
+        .map((session) => this.sessionView(session, actor));
+      return paginate(items, query, this.api.pageSize);
     }
     if (method === "POST" && pathname === "/api/v1/sessions") {
-      if (!TARGETS.some((target) => target.id === body?.target_id)) {
-        throw new ApiFailure(404, "target_not_found", `Target ${body?.target_id} not found.`);
+      const target = this.api.targets.find((candidate) => candidate.id === body?.target_id && candidate.org_id === actor.org_id);
+      if (!target || !this.api.canConnect(target, actor)) {
+        throw new ApiFailure(404, "not_found", `Target ${body?.target_id} not found.`);
       }
-      return this.createSession(user.name, body.target_id, body.width ?? 1024, body.height ?? 768);
+      const session = this.createSession(actor.user.name, target.id, body.width ?? 1024, body.height ?? 768);
+      return new Reply(201, this.sessionView(session, actor));
     }
 
     const match = pathname.match(/^\/api\/v1\/sessions\/([^/]+)(?:\/(attach|detach|terminate))?$/);
     const session = match && this.sessions.get(match[1]);
-    if (!session) {
-      throw new ApiFailure(404, "session_not_found", "Session not found.");
+    if (!session || !this.sessionVisible(session, actor)) {
+      throw new ApiFailure(404, "not_found", "Session not found.");
     }
     const action = match[2];
     if (method === "GET" && !action) {
-      return session;
+      return this.sessionView(session, actor);
     }
     if (method === "POST" && action === "attach") {
-      return this.attach(session, body?.mode, user);
+      return this.attach(session, body?.mode, actor);
     }
+    const permissions = this.sessionPermissions(session, actor);
     if (method === "POST" && action === "detach") {
       this.updateSession(session, { state: "detached", control: null });
-      return session;
+      return this.sessionView(session, actor);
     }
     if (method === "POST" && action === "terminate") {
+      if (!permissions.terminate) {
+        throw new ApiFailure(403, "forbidden", "You may not terminate this session (missing permission: terminate).");
+      }
       this.terminate(session, body?.reason ?? "terminated");
-      return session;
+      return this.sessionView(session, actor);
     }
     throw new ApiFailure(405, "method_not_allowed", `${method} ${pathname} is not supported.`);
   }
 
-  attach(session, mode, user) {
+  attach(session, mode, actor) {
+    const user = actor.user;
     const hooked = this.attachHook?.(session, mode, user);
     if (hooked) {
       throw new ApiFailure(hooked.status, hooked.code, hooked.message);
     }
+    const permission = ATTACH_PERMISSION_BY_MODE[mode];
+    if (!permission) {
+      throw new ApiFailure(400, "invalid_mode", `mode "${mode}" is invalid; use control, takeover or observe.`);
+    }
+    if (!this.sessionPermissions(session, actor)[permission]) {
+      const verb = { attach: "attach to", takeover: "take over", observe: "observe" }[permission];
+      throw new ApiFailure(403, "forbidden", `You may not ${verb} this session (missing permission: ${permission}).`);
+    }
     if (FINAL_STATES.has(session.state)) {
       throw new ApiFailure(409, "session_final", `Session is ${session.state}.`);
-    }
-    if (mode === "takeover" && user.role !== "admin") {
-      throw new ApiFailure(403, "forbidden", "Only admins can take over a session.");
     }
     if (mode === "control" && session.control && session.control.user !== user.name) {
       throw new ApiFailure(409, "control_held", `${session.control.user} has control of this session.`);
@@ -331,6 +364,10 @@ export class MockServer extends EventEmitter {
       connection.close(4404, "session gone");
       return;
     }
+    if (grant.mode === "observe") {
+      this.startObserving(viewer, session, grant);
+      return;
+    }
     const holder = this.viewersOf(session.id).find((other) => other.holdsControl && other.connection.isOpen);
     if (holder && grant.mode === "control") {
       connection.sendJson({ type: "error", code: "control_held", message: `${holder.user.name} has control.` });
@@ -359,6 +396,23 @@ export class MockServer extends EventEmitter {
     });
     this.sendFirstFrame(viewer, session);
     connection.sendJson({ type: "state", state: "active", control });
+  }
+
+  /** Lets a viewer watch: `ready` and a full frame, with control left where it is. */
+  startObserving(viewer, session, grant) {
+    viewer.user = grant.user;
+    viewer.observing = true;
+    viewer.connection.sendJson({
+      type: "ready",
+      session_id: session.id,
+      viewer_id: viewer.id,
+      width: session.width,
+      height: session.height,
+      fence: session.version,
+      user: grant.user.name,
+    });
+    this.sendFirstFrame(viewer, session);
+    viewer.connection.sendJson({ type: "state", state: session.state, control: session.control });
   }
 
   /**
@@ -435,10 +489,6 @@ function validateClientMessage(message, text) {
   return checks[message.type]() ? null : `invalid field values in ${JSON.stringify(message)}`;
 }
 
-function publicUser(user) {
-  return { id: user.id, name: user.name, role: user.role, org_id: user.org_id };
-}
-
 async function readJsonBody(request) {
   const chunks = [];
   for await (const chunk of request) {
@@ -456,6 +506,10 @@ async function readJsonBody(request) {
 }
 
 function sendJson(response, status, value) {
+  if (value === null) {
+    response.writeHead(status, { "Cache-Control": "no-store" }).end();
+    return;
+  }
   response.writeHead(status, { "Content-Type": "application/json", "Cache-Control": "no-store" });
   response.end(JSON.stringify(value));
 }

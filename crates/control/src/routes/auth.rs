@@ -1,34 +1,87 @@
-//! Login and the current user.
+//! Login, token refresh, switching organisation, logout and the current caller.
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use rdp_proxy_core::audit::{ActorKind, Outcome};
+use rdp_proxy_core::{OrgId, UserId};
+use rdp_proxy_policy::{Action, Resource};
+use rdp_proxy_store::{AuditEntry, OrgMembership, RefreshOutcome};
 
+use crate::auth::{
+    Authenticated, Caller, IssuedTokens, decoy_hash, issue_tokens, open_login, sha256, token_org, verify_password,
+};
 use crate::extract::Json;
-
-use crate::auth::{Authenticated, decoy_hash, issue_access_token, verify_password};
-use crate::views::{LoginRequest, LoginResponse, UserView};
-use crate::{ApiError, AppState};
+use crate::views::{LoginRequest, MeView, Named, OrgView, Permissions, RefreshRequest, SwitchRequest, TokenResponse};
+use crate::{ApiError, AppState, authz};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/switch", post(switch_org))
+        .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
 }
 
-/// Exchanges a user name and password for a short-lived access token. After
-/// `MAX_LOGIN_FAILURES` failures for one user name within 15 minutes, logins for that name are
-/// rejected with 429 until the window ends.
+fn org_views(memberships: &[OrgMembership]) -> Vec<OrgView> {
+    memberships
+        .iter()
+        .filter(|membership| !membership.disabled)
+        .map(|membership| OrgView {
+            id: membership.org.0,
+            name: membership.org_name.clone(),
+            role: membership.role.as_str().to_owned(),
+        })
+        .collect()
+}
+
+fn token_response(
+    tokens: IssuedTokens,
+    user: UserId,
+    name: String,
+    org: OrgId,
+    orgs: Vec<OrgView>,
+) -> Result<TokenResponse, ApiError> {
+    let current = orgs
+        .iter()
+        .find(|view| view.id == org.0)
+        .map(|view| OrgView {
+            id: view.id,
+            name: view.name.clone(),
+            role: view.role.clone(),
+        })
+        .ok_or_else(|| ApiError::unauthorized("this account is no longer a member of the organisation"))?;
+    Ok(TokenResponse {
+        access_token: tokens.access_token,
+        expires_at: tokens.expires_at,
+        refresh_token: tokens.refresh_token,
+        refresh_expires_at: tokens.refresh_expires_at,
+        user: Named { id: user.0, name },
+        org: current,
+        orgs,
+    })
+}
+
+/// Exchanges a user name and password for an access token and a refresh token in one of the
+/// user's organisations. After `MAX_LOGIN_FAILURES` failures for one user name within 15
+/// minutes, logins for that name answer 429 until the window ends.
 #[utoipa::path(post, path = "/api/v1/login", request_body = LoginRequest, tag = "auth",
-    responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody),
-        (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     Json(request): Json<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
-    let rejected = || ApiError::unauthorized("user name or password is wrong");
-    let name = request.username.trim().to_owned();
+) -> Result<Json<TokenResponse>, ApiError> {
+    let rejected = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "login_failed",
+            "user name or password is wrong",
+        )
+    };
+    let name: String = unicode_normalization::UnicodeNormalization::nfc(request.username.trim()).collect();
     // The limiter fails open: with Redis down, logins still work but are not counted.
     match state.coord.login_blocked_for(&name).await {
         Ok(Some(seconds)) => {
@@ -50,35 +103,232 @@ pub(crate) async fn login(
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .map_err(|error| ApiError::internal("password check", &error))?;
-    let Some(user) = user.filter(|user| matches && !user.disabled) else {
-        tracing::info!(user.name = %name, "Login rejected");
-        if let Err(error) = state.coord.record_login_failure(&name).await {
-            tracing::warn!(error = %error, "Could not count a failed login");
+    let memberships = match &user {
+        Some(user) => state.store.user_orgs(user.id).await?,
+        None => Vec::new(),
+    };
+    let orgs = org_views(&memberships);
+    let user = match user {
+        Some(user) if matches && !user.disabled && !orgs.is_empty() => user,
+        other => {
+            tracing::info!(user.name = %name, "Login rejected");
+            if let Err(error) = state.coord.record_login_failure(&name).await {
+                tracing::warn!(error = %error, "Could not count a failed login");
+            }
+            if let Some(user) = other {
+                let reason = if !matches {
+                    "wrong password"
+                } else {
+                    "account disabled or in no organisation"
+                };
+                for membership in &memberships {
+                    let entry = AuditEntry::new("login", "user", Outcome::Denied)
+                        .actor(ActorKind::User, Some(user.id.0), Some(user.name.clone()))
+                        .object(user.id.0)
+                        .reason(reason);
+                    if let Err(error) = state.store.audit(membership.org, &entry).await {
+                        tracing::error!(error = %error, "Could not audit a failed login");
+                    }
+                }
+            }
+            return Err(rejected());
         }
-        return Err(rejected());
     };
     if let Err(error) = state.coord.clear_login_failures(&name).await {
         tracing::warn!(error = %error, "Could not reset the failed-login counter");
     }
-    let membership = state
-        .store
-        .memberships(user.id)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(rejected)?;
-    let (access_token, expires_at) = issue_access_token(&state, user.id, &user.name, membership.org)?;
-    tracing::info!(user.id = %user.id, org.id = %membership.org, "Login succeeded");
-    Ok(Json(LoginResponse {
-        access_token,
-        expires_at,
-        user: UserView::new(user.id.0, user.name, membership.role, membership.org.0),
+    let org = match request.org_id {
+        Some(wanted) => orgs
+            .iter()
+            .find(|view| view.id == wanted)
+            .map(|view| OrgId(view.id))
+            .ok_or_else(|| ApiError::not_found("organisation"))?,
+        None => OrgId(orgs[0].id),
+    };
+    let mut tx = state.store.org_tx(org).await?;
+    let tokens = open_login(&state, &mut tx, user.id).await?;
+    tx.audit(
+        &AuditEntry::new("login", "user", Outcome::Ok)
+            .actor(ActorKind::User, Some(user.id.0), Some(user.name.clone()))
+            .object(user.id.0),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(user.id = %user.id, org.id = %org, "Login succeeded");
+    Ok(Json(token_response(tokens, user.id, user.name, org, orgs)?))
+}
+
+/// Spends a refresh token and returns a new access token and the next refresh token. A refresh
+/// token presented a second time revokes its whole login.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", request_body = RefreshRequest, tag = "auth",
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
+pub(crate) async fn refresh(
+    State(state): State<AppState>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_invalid",
+            "refresh token is not known; log in again",
+        )
+    };
+    let token = request.refresh_token.trim();
+    let org = token_org(token, "rpr_").ok_or_else(invalid)?;
+    let mut tx = state.store.org_tx(org).await?;
+    let outcome = tx.use_refresh_token(&sha256(token.as_bytes())).await?;
+    let (login, user, login_expires) = match outcome {
+        RefreshOutcome::Rotated {
+            login,
+            user,
+            login_expires_at,
+        } => (login, user, login_expires_at),
+        RefreshOutcome::Replayed { login, user } => {
+            tx.audit(
+                &AuditEntry::new("login.refresh", "login", Outcome::Denied)
+                    .actor(ActorKind::User, Some(user.0), None)
+                    .object(login)
+                    .reason("a spent refresh token was presented again; the login is revoked"),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(org.id = %org, user.id = %user, "Refresh token replayed; login revoked");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_revoked",
+                "this refresh token was already used, so the login was revoked; log in again",
+            ));
+        }
+        RefreshOutcome::Expired => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_expired",
+                "the login expired; log in again",
+            ));
+        }
+        RefreshOutcome::Revoked => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_revoked",
+                "this login was revoked; log in again",
+            ));
+        }
+        RefreshOutcome::Unknown => return Err(invalid()),
+    };
+    let name = match tx.login_state(login, user).await? {
+        rdp_proxy_store::LoginState::Active { user_name, .. } => user_name,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_revoked",
+                "this account is disabled or no longer a member of the organisation",
+            ));
+        }
+    };
+    let tokens = issue_tokens(&state, &mut tx, user, login, login_expires).await?;
+    tx.commit().await?;
+    let orgs = org_views(&state.store.user_orgs(user).await?);
+    Ok(Json(token_response(tokens, user, name, org, orgs)?))
+}
+
+/// Opens a login in another organisation the user belongs to.
+#[utoipa::path(post, path = "/api/v1/auth/switch", request_body = SwitchRequest, tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = TokenResponse), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn switch_org(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Json(request): Json<SwitchRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let user = caller.require_user("switch organisation")?;
+    let orgs = org_views(&state.store.user_orgs(user).await?);
+    let org = orgs
+        .iter()
+        .find(|view| view.id == request.org_id)
+        .map(|view| OrgId(view.id))
+        .ok_or_else(|| ApiError::not_found("organisation"))?;
+    let mut tx = state.store.org_tx(org).await?;
+    let tokens = open_login(&state, &mut tx, user).await?;
+    tx.audit(
+        &AuditEntry::new("login.switch", "user", Outcome::Ok)
+            .actor(ActorKind::User, Some(user.0), Some(caller.name().to_owned()))
+            .object(user.0)
+            .details(serde_json::json!({ "from_org": caller.org.0 })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(token_response(tokens, user, caller.name().to_owned(), org, orgs)?))
+}
+
+/// Ends this login: its refresh token and every access token issued for it stop working.
+#[utoipa::path(post, path = "/api/v1/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody)))]
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<StatusCode, ApiError> {
+    let Some(login) = caller.login else {
+        return Err(ApiError::bad_request(
+            "not_a_login",
+            "API keys have no login to end; revoke the key instead",
+        ));
+    };
+    let mut tx = state.store.org_tx(caller.org).await?;
+    tx.revoke_login(login, "logged out").await?;
+    tx.audit(&caller.audit("logout", "login", Outcome::Ok).object(login))
+        .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller, their current organisation, the organisations they may switch to, and what the
+/// organisation's policies let them do there.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = MeView), (status = 401, body = crate::error::ErrorBody)))]
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<MeView>, ApiError> {
+    let orgs = match caller.user {
+        Some(user) => org_views(&state.store.user_orgs(user).await?),
+        None => vec![OrgView {
+            id: caller.org.0,
+            name: state.store.org_name(caller.org).await?,
+            role: caller.principal.role.as_str().to_owned(),
+        }],
+    };
+    let org = orgs
+        .iter()
+        .find(|view| view.id == caller.org.0)
+        .map(|view| OrgView {
+            id: view.id,
+            name: view.name.clone(),
+            role: caller.principal.role.as_str().to_owned(),
+        })
+        .ok_or_else(|| ApiError::unauthorized("this account is no longer a member of the organisation"))?;
+    Ok(Json(MeView {
+        user: Named {
+            id: caller.principal.id,
+            name: caller.name().to_owned(),
+        },
+        kind: caller.principal.kind.as_str().to_owned(),
+        org,
+        orgs,
+        permissions: permissions(&state, &caller).await?,
     }))
 }
 
-/// Returns the authenticated user and their role in the current organisation.
-#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = UserView), (status = 401, body = crate::error::ErrorBody)))]
-pub(crate) async fn me(Authenticated(actor): Authenticated) -> Json<UserView> {
-    Json(UserView::new(actor.user.0, actor.user_name, actor.role, actor.org.0))
+/// Organisation-wide permissions of the caller.
+pub(crate) async fn permissions(state: &AppState, caller: &Caller) -> Result<Permissions, ApiError> {
+    let set = authz::policies(state, caller.org).await?;
+    let org = Resource::Org(caller.org.0);
+    let can = |action| authz::decide(&set, caller, action, &org).allowed;
+    Ok(Permissions {
+        list_targets: can(Action::ListTargets),
+        manage_targets: can(Action::ManageTargets),
+        manage_members: can(Action::ManageMembers),
+        manage_policies: can(Action::ManagePolicies),
+        manage_api_keys: can(Action::ManageApiKeys),
+        read_audit: can(Action::ReadAudit),
+        view_all_sessions: can(Action::ViewAllSessions),
+    })
 }

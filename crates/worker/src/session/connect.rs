@@ -11,14 +11,16 @@ use tokio::sync::mpsc;
 
 use super::{AttachError, Command, CommandError};
 use crate::Shared;
+use crate::api::TargetSpec;
 
 /// Returns the connected session, or `None` after recording why it failed or was terminated.
 pub(super) async fn connect_phase(
     shared: &Shared,
     record: SessionRecord,
+    target: &TargetSpec,
     commands: &mut mpsc::Receiver<Command>,
 ) -> Option<(SessionRecord, Connection)> {
-    let attempt = connect_target(shared, &record);
+    let attempt = connect_target(shared, &record, target);
     tokio::pin!(attempt);
     let outcome = loop {
         tokio::select! {
@@ -28,7 +30,7 @@ pub(super) async fn connect_phase(
                     let change = Transition::new(SessionState::Terminated, EventKind::Terminated)
                         .actor(actor.user_id)
                         .reason(format!("{} (while connecting)", actor.reason));
-                    let result = shared.store.transition(record.id, change).await.map(drop)
+                    let result = shared.store.transition(record.org, record.id, change).await.map(drop)
                         .map_err(|error| CommandError::Store(error.to_string()));
                     let _ = reply.send(result);
                     return None;
@@ -50,7 +52,7 @@ pub(super) async fn connect_phase(
             let mut change = Transition::new(SessionState::Detached, EventKind::Connected)
                 .reason(format!("connected at {width}x{height}; no viewer attached"));
             change.size = Some((width, height));
-            match shared.store.transition(record.id, change).await {
+            match shared.store.transition(record.org, record.id, change).await {
                 Ok(record) => {
                     tracing::info!(width, height, "Session connected");
                     Some((record, connection))
@@ -64,7 +66,7 @@ pub(super) async fn connect_phase(
         Err(reason) => {
             tracing::info!(reason = %reason, "Session failed to connect");
             let change = Transition::new(SessionState::Failed, EventKind::Failed).reason(reason);
-            if let Err(error) = shared.store.transition(record.id, change).await {
+            if let Err(error) = shared.store.transition(record.org, record.id, change).await {
                 tracing::warn!(error = %error, "Could not record the failed connect");
             }
             None
@@ -73,32 +75,23 @@ pub(super) async fn connect_phase(
 }
 
 /// Opens the RDP connection; the error is a sentence for the session history.
-async fn connect_target(shared: &Shared, record: &SessionRecord) -> Result<Connection, String> {
-    let target = shared
-        .store
-        .get_target(record.org, record.target)
-        .await
-        .map_err(|error| format!("target unavailable: {error}"))?;
-    let secret = shared
-        .store
-        .target_secret(record.org, record.target)
-        .await
-        .map_err(|error| format!("target unavailable: {error}"))?;
+async fn connect_target(shared: &Shared, record: &SessionRecord, target: &TargetSpec) -> Result<Connection, String> {
     let security = match target.security.as_str() {
         "tls" => SecurityMode::Tls,
         "nla" => SecurityMode::Nla,
         _ => SecurityMode::Auto,
     };
-    let cert_sha256 = secret
+    let cert_sha256 = target
         .cert_sha256
         .as_deref()
+        .and_then(|hex_digits| hex::decode(hex_digits).ok())
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
     let config = ConnectConfig {
         host: target.host.clone(),
         port: target.port,
-        username: secret.username.clone(),
-        password: Secret::new(secret.password.clone()),
-        domain: secret.domain.clone(),
+        username: target.username.clone(),
+        password: Secret::new(target.password.clone()),
+        domain: target.domain.clone(),
         security,
         width: record.width,
         height: record.height,

@@ -368,14 +368,19 @@ impl Held {
     /// row once: a final state recorded elsewhere wins, otherwise the change is retried.
     async fn persist(&mut self, change: Transition) -> Result<(), StoreError> {
         let attempt = change.clone().expect_version(self.record.version);
-        match self.shared.store.transition(self.record.id, attempt).await {
+        match self
+            .shared
+            .store
+            .transition(self.record.org, self.record.id, attempt)
+            .await
+        {
             Ok(record) => {
                 self.record = record;
                 let _ = self.channels.state.send(self.record.state);
                 Ok(())
             }
             Err(StoreError::Transition(_)) => {
-                self.record = self.shared.store.get_session_any_org(self.record.id).await?;
+                self.record = self.shared.store.get_session(self.record.org, self.record.id).await?;
                 let _ = self.channels.state.send(self.record.state);
                 if self.record.state.is_final() {
                     return Err(StoreError::Transition(rdp_proxy_core::TransitionError::Final {
@@ -385,7 +390,11 @@ impl Held {
                 let record = self
                     .shared
                     .store
-                    .transition(self.record.id, change.expect_version(self.record.version))
+                    .transition(
+                        self.record.org,
+                        self.record.id,
+                        change.expect_version(self.record.version),
+                    )
                     .await?;
                 self.record = record;
                 let _ = self.channels.state.send(self.record.state);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rdp_proxy_core::lease::ControlLease;
 use rdp_proxy_core::token::AttachGrant;
-use rdp_proxy_core::{FencingToken, InputEvent, SessionId, SessionState, ViewerId};
+use rdp_proxy_core::{FencingToken, InputEvent, SessionState, ViewerId};
 use rdp_proxy_rdp::SharedScreen;
 use rdp_proxy_store::{SessionRecord, StoreError, Transition};
 use rdp_proxy_viewer::ServerMessage;
@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::Shared;
 use crate::api::ActorRef;
+use crate::api::{StartSession, TargetSpec};
 use crate::registry::Handle;
 
 /// Messages to a session's actor.
@@ -101,8 +102,9 @@ pub(crate) enum StartError {
 }
 
 /// Claims a `requested` session for this worker (moving it to `connecting`) and spawns its actor.
-pub(crate) async fn start(shared: &Shared, id: SessionId) -> Result<SessionRecord, StartError> {
-    let record = match shared.store.get_session_any_org(id).await {
+pub(crate) async fn start(shared: &Shared, request: StartSession) -> Result<SessionRecord, StartError> {
+    let id = request.session_id;
+    let record = match shared.store.get_session(request.org_id, id).await {
         Ok(record) => record,
         Err(StoreError::NotFound { .. }) => return Err(StartError::NotFound),
         Err(error) => return Err(StartError::Store(error)),
@@ -128,7 +130,7 @@ pub(crate) async fn start(shared: &Shared, id: SessionId) -> Result<SessionRecor
         .expect_version(record.version)
         .reason(format!("worker {} is connecting", shared.id));
     change.worker = Some(shared.id);
-    let record = match shared.store.transition(id, change).await {
+    let record = match shared.store.transition(record.org, id, change).await {
         Ok(record) => record,
         Err(error) => {
             shared.registry.remove(id);
@@ -143,13 +145,13 @@ pub(crate) async fn start(shared: &Shared, id: SessionId) -> Result<SessionRecor
         state: state_tx,
         viewers: viewers_tx,
     };
-    tokio::spawn(run(shared.clone(), record.clone(), channels).instrument(span));
+    tokio::spawn(run(shared.clone(), record.clone(), request.target, channels).instrument(span));
     Ok(record)
 }
 
-async fn run(shared: Shared, record: SessionRecord, mut channels: held::Channels) {
+async fn run(shared: Shared, record: SessionRecord, target: TargetSpec, mut channels: held::Channels) {
     let id = record.id;
-    match connect::connect_phase(&shared, record, &mut channels.receiver).await {
+    match connect::connect_phase(&shared, record, &target, &mut channels.receiver).await {
         Some((record, connection)) => {
             held::Held::new(shared.clone(), record, connection, channels)
                 .run()

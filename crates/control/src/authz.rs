@@ -1,0 +1,203 @@
+//! Authorisation: every endpoint asks [`require`] or [`allowed`], which evaluate the
+//! organisation's Cedar policies through `rdp_proxy_policy::authorize`. Denials are audited.
+//!
+//! An object the caller may not even see answers like a missing one (404); a visible object or
+//! an organisation-wide action the caller may not perform answers 403.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rdp_proxy_core::OrgId;
+use rdp_proxy_core::audit::Outcome;
+use rdp_proxy_policy::{Action, Decision, PolicySet, Resource, SessionFacts, TargetFacts};
+use rdp_proxy_store::{AuditEntry, SessionRecord, TargetRecord};
+use time::OffsetDateTime;
+
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+
+/// A compiled policy and the stored version it came from.
+type Compiled = (i64, Arc<PolicySet>);
+
+/// Compiled policies per organisation, reloaded when the stored version changes.
+#[derive(Clone, Default)]
+pub(crate) struct PolicyCache {
+    compiled: Arc<Mutex<HashMap<OrgId, Compiled>>>,
+}
+
+impl PolicyCache {
+    fn get(&self, org: OrgId, version: i64) -> Option<Arc<PolicySet>> {
+        let compiled = self.compiled.lock().unwrap_or_else(|poison| poison.into_inner());
+        compiled
+            .get(&org)
+            .filter(|(cached, _)| *cached == version)
+            .map(|(_, set)| set.clone())
+    }
+
+    fn put(&self, org: OrgId, version: i64, set: Arc<PolicySet>) {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(org, (version, set));
+    }
+}
+
+/// The organisation's policies as they are stored now (one cheap version query per call).
+pub(crate) async fn policies(state: &AppState, org: OrgId) -> Result<Arc<PolicySet>, ApiError> {
+    let mut tx = state.store.org_tx(org).await?;
+    let version = tx.policy_version().await?;
+    if let Some(set) = state.policies.get(org, version) {
+        return Ok(set);
+    }
+    let set = match tx.policy().await? {
+        None => PolicySet::defaults(),
+        Some(record) => PolicySet::compile(&record.text).map_err(|errors| {
+            // Saved text was validated, so this means the schema changed under it. Failing closed
+            // is the safe answer; the error tells the operator what to fix.
+            tracing::error!(org.id = %org, error = %errors, "Stored policy no longer compiles");
+            ApiError::unavailable(
+                "policy_broken",
+                format!("the organisation's policy no longer compiles ({errors}); an operator must fix it"),
+            )
+        })?,
+    };
+    let set = Arc::new(set);
+    state.policies.put(org, version, set.clone());
+    Ok(set)
+}
+
+pub(crate) fn target_facts(target: &TargetRecord) -> TargetFacts {
+    TargetFacts {
+        id: target.id.0,
+        name: target.name.clone(),
+        labels: target.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
+}
+
+pub(crate) fn session_facts(
+    session: &SessionRecord,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> SessionFacts {
+    SessionFacts {
+        id: session.id.0,
+        owner: session.owner.0,
+        owner_name: session.owner_name.clone(),
+        owner_role: None,
+        state: session.state.as_str().to_owned(),
+        target: TargetFacts {
+            id: session.target.0,
+            name: session.target_name.clone(),
+            labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        },
+    }
+}
+
+/// Evaluates one request without side effects.
+pub(crate) fn decide(set: &PolicySet, caller: &Caller, action: Action, resource: &Resource) -> Decision {
+    rdp_proxy_policy::authorize(set, &caller.principal, action, resource, OffsetDateTime::now_utc())
+}
+
+/// True when the policies allow the action.
+pub(crate) async fn allowed(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    resource: &Resource,
+) -> Result<bool, ApiError> {
+    let set = policies(state, caller.org).await?;
+    Ok(decide(&set, caller, action, resource).allowed)
+}
+
+/// How a denial answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Denial {
+    /// 403 naming the action.
+    Forbidden,
+    /// 404 as for a missing object: the caller may not know it exists.
+    Hidden(&'static str),
+}
+
+/// Returns the decision when allowed; otherwise audits the denial and returns the error.
+pub(crate) async fn require(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    resource: &Resource,
+    denial: Denial,
+) -> Result<Decision, ApiError> {
+    let set = policies(state, caller.org).await?;
+    let decision = decide(&set, caller, action, resource);
+    if decision.allowed {
+        return Ok(decision);
+    }
+    deny(state, caller, action, resource, &decision, denial).await
+}
+
+/// Audits a denial and turns it into the answer.
+pub(crate) async fn deny<T>(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    resource: &Resource,
+    decision: &Decision,
+    denial: Denial,
+) -> Result<T, ApiError> {
+    let (object_kind, object_id) = match resource {
+        Resource::Org(id) => ("org", id.to_string()),
+        Resource::Target(target) => ("target", target.id.to_string()),
+        Resource::Session(session) => ("session", session.id.to_string()),
+    };
+    let reason = if decision.reasons.is_empty() {
+        format!("no policy permits {}", action.as_str())
+    } else {
+        format!("forbidden by {}", decision.reasons.join(", "))
+    };
+    tracing::info!(org.id = %caller.org, principal.id = %caller.principal.id, action = action.as_str(),
+        object.kind = object_kind, object.id = %object_id, reason = %reason, "Request denied");
+    let entry = caller
+        .audit(
+            format!("{object_kind}.{}", action.as_str()),
+            object_kind,
+            Outcome::Denied,
+        )
+        .object(&object_id)
+        .reason(&reason);
+    if let Err(error) = state.store.audit(caller.org, &entry).await {
+        tracing::error!(error = %error, "Could not audit a denial");
+    }
+    Err(match denial {
+        Denial::Hidden(what) => ApiError::not_found(what),
+        Denial::Forbidden => ApiError::forbidden(format!(
+            "your role ({}) may not {} here: {reason}",
+            caller.principal.role.as_str(),
+            describe(action)
+        )),
+    })
+}
+
+fn describe(action: Action) -> &'static str {
+    match action {
+        Action::Connect => "open this desktop",
+        Action::View => "see this session",
+        Action::Attach => "attach to this session",
+        Action::Observe => "watch this session",
+        Action::Takeover => "take over this session",
+        Action::Detach => "detach this session",
+        Action::Terminate => "end this session",
+        Action::ClipboardCopy | Action::ClipboardPaste => "use the clipboard in this session",
+        Action::ListTargets => "list desktops",
+        Action::ManageTargets => "manage desktops and credentials",
+        Action::ManageMembers => "manage members",
+        Action::ManagePolicies => "manage policies",
+        Action::ManageApiKeys => "manage API keys",
+        Action::ReadAudit => "read the audit trail",
+        Action::ViewAllSessions => "see every session of the organisation",
+    }
+}
+
+/// Audits a successful change in its own transaction (when the change had no transaction).
+pub(crate) async fn audit_ok(state: &AppState, caller: &Caller, entry: AuditEntry) {
+    if let Err(error) = state.store.audit(caller.org, &entry).await {
+        tracing::error!(error = %error, action = %entry.action, "Could not write an audit record");
+    }
+}

@@ -1,0 +1,105 @@
+//! Target credentials at rest: each organisation's passwords are sealed with its own data key,
+//! which is stored wrapped by the master key from configuration. Only the control plane holds
+//! the master key; it opens a credential when it dispatches a session and sends it to the worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rdp_proxy_core::OrgId;
+use rdp_proxy_secrets::{DataKey, MasterKey, WrappedKey};
+use rdp_proxy_store::{CredentialSecret, OrgKey, OrgTx, Store, StoreError};
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("credential storage: {0}")]
+    Secrets(#[from] rdp_proxy_secrets::SecretsError),
+    #[error("stored password is not UTF-8")]
+    NotText,
+}
+
+/// Seals and opens credentials; caches unwrapped data keys per organisation.
+#[derive(Clone)]
+pub struct Vault {
+    master: Arc<MasterKey>,
+    keys: Arc<Mutex<HashMap<OrgId, DataKey>>>,
+}
+
+impl Vault {
+    pub fn new(master: MasterKey) -> Self {
+        Self {
+            master: Arc::new(master),
+            keys: Arc::default(),
+        }
+    }
+
+    /// The organisation's data key, created and stored on first use.
+    async fn data_key(&self, tx: &mut OrgTx) -> Result<DataKey, VaultError> {
+        let org = tx.org();
+        if let Some(key) = self.keys.lock().unwrap_or_else(|poison| poison.into_inner()).get(&org) {
+            return Ok(key.clone());
+        }
+        let stored = match tx.org_key().await? {
+            Some(stored) => stored,
+            None => {
+                let fresh = self.master.wrap(org.0, &DataKey::generate());
+                tx.insert_org_key(&OrgKey {
+                    master_key_id: fresh.master_key_id,
+                    wrapped: fresh.bytes,
+                })
+                .await?
+            }
+        };
+        let key = self.master.unwrap(
+            org.0,
+            &WrappedKey {
+                master_key_id: stored.master_key_id,
+                bytes: stored.wrapped,
+            },
+        )?;
+        self.keys
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(org, key.clone());
+        Ok(key)
+    }
+
+    /// Encrypts `password` for credential `id` of the transaction's organisation.
+    pub async fn seal(&self, tx: &mut OrgTx, id: uuid::Uuid, password: &str) -> Result<Vec<u8>, VaultError> {
+        let key = self.data_key(tx).await?;
+        Ok(key.seal(tx.org().0, id, password.as_bytes()))
+    }
+
+    /// The password of a credential.
+    pub async fn open(&self, tx: &mut OrgTx, secret: &CredentialSecret) -> Result<Zeroizing<String>, VaultError> {
+        if let Some(legacy) = &secret.legacy_password {
+            return Ok(Zeroizing::new(legacy.clone()));
+        }
+        let sealed = secret.sealed.as_deref().unwrap_or_default();
+        let key = self.data_key(tx).await?;
+        let plain = key.open(tx.org().0, secret.id, sealed)?;
+        let text = std::str::from_utf8(&plain).map_err(|_| VaultError::NotText)?;
+        Ok(Zeroizing::new(text.to_owned()))
+    }
+
+    /// Seals every password stored in clear by the first schema version, in every organisation.
+    /// Returns how many were sealed.
+    pub async fn seal_legacy(&self, store: &Store) -> Result<usize, VaultError> {
+        let mut sealed = 0;
+        for org in store.org_ids().await? {
+            let mut tx = store.org_tx(org).await?;
+            for secret in tx.legacy_credentials().await? {
+                let Some(password) = &secret.legacy_password else {
+                    continue;
+                };
+                let blob = self.seal(&mut tx, secret.id, password).await?;
+                tx.update_credential(secret.id, None, None, None, Some(&blob)).await?;
+                sealed += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(sealed)
+    }
+}
