@@ -29,6 +29,7 @@ const RETRYABLE_HTTP_STATUSES = new Set([502, 503, 504]);
 const CLOSE_CODE_MESSAGES = {
   4400: "The worker closed the connection after too many invalid messages.",
   4401: "The worker rejected the viewer token.",
+  4403: "Your organisation's policy no longer allows this.",
   4404: "The session no longer exists on its worker.",
   4409: "Another viewer holds control of this session.",
 };

@@ -4,8 +4,7 @@
 //! An object the caller may not even see answers like a missing one (404); a visible object or
 //! an organisation-wide action the caller may not perform answers 403.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rdp_proxy_core::OrgId;
 use rdp_proxy_core::audit::Outcome;
@@ -16,42 +15,18 @@ use time::OffsetDateTime;
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
-/// A compiled policy and the stored version it came from.
-type Compiled = (i64, Arc<PolicySet>);
-
-/// Compiled policies per organisation, reloaded when the stored version changes.
-#[derive(Clone, Default)]
-pub(crate) struct PolicyCache {
-    compiled: Arc<Mutex<HashMap<OrgId, Compiled>>>,
-}
-
-impl PolicyCache {
-    fn get(&self, org: OrgId, version: i64) -> Option<Arc<PolicySet>> {
-        let compiled = self.compiled.lock().unwrap_or_else(|poison| poison.into_inner());
-        compiled
-            .get(&org)
-            .filter(|(cached, _)| *cached == version)
-            .map(|(_, set)| set.clone())
-    }
-
-    fn put(&self, org: OrgId, version: i64, set: Arc<PolicySet>) {
-        self.compiled
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .insert(org, (version, set));
-    }
-}
-
 /// The organisation's policies as they are stored now (one cheap version query per call).
 pub(crate) async fn policies(state: &AppState, org: OrgId) -> Result<Arc<PolicySet>, ApiError> {
     let mut tx = state.store.org_tx(org).await?;
     let version = tx.policy_version().await?;
-    if let Some(set) = state.policies.get(org, version) {
+    if let Some(set) = state.policies.get(org.0, version) {
         return Ok(set);
     }
-    let set = match tx.policy().await? {
-        None => PolicySet::defaults(),
-        Some(record) => PolicySet::compile(&record.text).map_err(|errors| {
+    let text = tx.policy().await?.map(|record| record.text);
+    state
+        .policies
+        .get_or_compile(org.0, version, || text)
+        .map_err(|errors| {
             // Saved text was validated, so this means the schema changed under it. Failing closed
             // is the safe answer; the error tells the operator what to fix.
             tracing::error!(org.id = %org, error = %errors, "Stored policy no longer compiles");
@@ -59,11 +34,7 @@ pub(crate) async fn policies(state: &AppState, org: OrgId) -> Result<Arc<PolicyS
                 "policy_broken",
                 format!("the organisation's policy no longer compiles ({errors}); an operator must fix it"),
             )
-        })?,
-    };
-    let set = Arc::new(set);
-    state.policies.put(org, version, set.clone());
-    Ok(set)
+        })
 }
 
 pub(crate) fn target_facts(target: &TargetRecord) -> TargetFacts {

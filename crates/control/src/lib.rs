@@ -55,7 +55,7 @@ pub(crate) struct AppState {
     pub(crate) tokens: TokenStore,
     pub(crate) http: reqwest::Client,
     pub(crate) vault: Vault,
-    pub(crate) policies: authz::PolicyCache,
+    pub(crate) policies: rdp_proxy_policy::PolicyCache,
 }
 
 /// A bound, not yet serving control plane.
@@ -79,7 +79,7 @@ impl Control {
             coord,
             http,
             vault,
-            policies: authz::PolicyCache::default(),
+            policies: rdp_proxy_policy::PolicyCache::default(),
         };
         Ok(Self { state, listener })
     }

@@ -74,7 +74,9 @@ pub fn acquire(
     mode: AttachMode,
     now: OffsetDateTime,
 ) -> Result<Grant, LeaseError> {
-    if let (Some(held), AttachMode::Control) = (current, mode) {
+    // An observer never takes control; callers attach observers without asking for a lease,
+    // and a stray one is treated like a plain attach.
+    if let (Some(held), AttachMode::Control | AttachMode::Observe) = (current, mode) {
         return Err(LeaseError::Held {
             holder: held.user,
             holder_name: held.user_name.clone(),

@@ -11,6 +11,7 @@
 //! to a session is the caller's job.
 
 mod authorize;
+mod cache;
 mod compile;
 mod location;
 mod model;
@@ -24,6 +25,7 @@ use rdp_proxy_core::access::Role;
 use uuid::Uuid;
 
 pub use authorize::authorize;
+pub use cache::PolicyCache;
 pub use compile::{PolicyErrors, PolicyProblem, PolicySet};
 
 /// Policies of an organisation that has not written its own: role-based, with comments for
@@ -214,7 +216,7 @@ impl ResourceKind {
 /// Session limits set by the permit policies that allowed a request. `None` means no limit.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
-    /// Time without input after which the session is detached.
+    /// Time a session may stay detached (no viewer in control) before it is ended.
     pub idle_detach: Option<Duration>,
     /// Time after opening at which the session ends.
     pub max_session: Option<Duration>,

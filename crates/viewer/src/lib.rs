@@ -17,6 +17,8 @@ pub mod close_code {
     pub const DETACHED: u16 = 4001;
     pub const BAD_MESSAGE: u16 = 4400;
     pub const BAD_TOKEN: u16 = 4401;
+    /// The organisation's policy or membership no longer allows this viewer.
+    pub const FORBIDDEN: u16 = 4403;
     pub const SESSION_GONE: u16 = 4404;
     pub const CONTROL_HELD: u16 = 4409;
 }

@@ -3,6 +3,7 @@
 //! for commands from the control plane; it makes no other authorisation decision.
 
 pub mod api;
+mod authz;
 mod config;
 mod heartbeat;
 mod internal;
@@ -31,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) coord: Coord,
     pub(crate) tokens: TokenStore,
     pub(crate) registry: Registry,
+    pub(crate) policies: rdp_proxy_policy::PolicyCache,
 }
 
 /// A bound, not yet serving worker.
@@ -49,6 +51,7 @@ impl Worker {
         let shared = Shared {
             id: WorkerId::new_random(),
             tokens: TokenStore::new(coord.clone()),
+            policies: rdp_proxy_policy::PolicyCache::default(),
             config: Arc::new(config),
             store,
             coord,

@@ -152,6 +152,9 @@ async fn handshake(
             "attach token belongs to another session",
         ));
     }
+    crate::authz::check_attach(shared, &grant)
+        .await
+        .map_err(|reason| Rejection::new(close_code::FORBIDDEN, "forbidden", reason))?;
     let user = grant.user_name.clone();
     let (reply, answer) = oneshot::channel();
     let gone = || Rejection::new(close_code::SESSION_GONE, "session_not_found", "the session has ended");

@@ -47,6 +47,10 @@ pub(super) struct Held {
     /// Viewers already sent one `not_in_control` error.
     warned: HashSet<ViewerId>,
     dropped_inputs: u64,
+    /// When the session last became detached, for the idle-detach limit.
+    detached_since: Option<tokio::time::Instant>,
+    /// When the maximum session length ends the session.
+    ends_at: Option<tokio::time::Instant>,
 }
 
 /// Outcome of the actor loop.
@@ -63,6 +67,13 @@ impl Held {
         let stop = CancellationToken::new();
         let rdp = tokio::spawn(connection.run(input_rx, stop.clone()));
         let _ = channels.state.send(record.state);
+        let ends_at = record.limits.max_duration_secs.map(|secs| {
+            let age = (OffsetDateTime::now_utc() - record.created_at)
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            tokio::time::Instant::now() + Duration::from_secs(u64::from(secs)).saturating_sub(age)
+        });
+        let detached_since = (record.state == SessionState::Detached).then(tokio::time::Instant::now);
         Self {
             shared,
             record,
@@ -76,6 +87,42 @@ impl Held {
             viewers: HashMap::new(),
             warned: HashSet::new(),
             dropped_inputs: 0,
+            detached_since,
+            ends_at,
+        }
+    }
+
+    /// The next moment a policy limit ends the session, and the reason it will record.
+    fn next_limit(&self) -> Option<(tokio::time::Instant, String)> {
+        let idle = self
+            .record
+            .limits
+            .idle_detach_secs
+            .zip(self.detached_since)
+            .map(|(secs, since)| {
+                (
+                    since + Duration::from_secs(u64::from(secs)),
+                    format!(
+                        "detached for {} min: the idle-detach limit of its policy",
+                        secs.div_ceil(60)
+                    ),
+                )
+            });
+        let max = self
+            .ends_at
+            .zip(self.record.limits.max_duration_secs)
+            .map(|(at, secs)| {
+                (
+                    at,
+                    format!(
+                        "open for {} min: the maximum session length of its policy",
+                        secs.div_ceil(60)
+                    ),
+                )
+            });
+        match (idle, max) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
         }
     }
 
@@ -117,7 +164,15 @@ impl Held {
 
     async fn serve(&mut self) -> Ending {
         loop {
+            let limit = self.next_limit();
+            let deadline = limit.as_ref().map(|(at, _)| *at);
             tokio::select! {
+                () = sleep_until_some(deadline) => {
+                    let reason = limit.map(|(_, reason)| reason).unwrap_or_default();
+                    tracing::info!(reason = %reason, "Session limit reached");
+                    self.stop.cancel();
+                    return self.finish(Transition::new(SessionState::Terminated, EventKind::Terminated).reason(reason)).await;
+                }
                 end = &mut self.rdp => {
                     let reason = match end {
                         Ok(EndReason::Stopped) => "stopped by the worker".to_owned(),
@@ -198,6 +253,9 @@ impl Held {
         if !matches!(self.record.state, SessionState::Active | SessionState::Detached) {
             return Err(AttachError::NotAttachable(self.record.state));
         }
+        if grant.mode == lease::AttachMode::Observe {
+            return Ok(self.observe(&grant, viewer));
+        }
         let now = OffsetDateTime::now_utc();
         let claimant = lease::Claimant {
             user: grant.user,
@@ -235,6 +293,7 @@ impl Held {
         }
         let fence = granted.lease.fence;
         self.set_lease(Some(granted.lease));
+        self.detached_since = None;
         let (sender, events) = mpsc::channel(VIEWER_QUEUE);
         self.viewers.insert(viewer, sender);
         let _ = self.channels.viewers.send(self.viewers.len());
@@ -258,6 +317,30 @@ impl Held {
         })
     }
 
+    /// Adds a viewer that sees the screen and sends no input; control and state stay as they are.
+    fn observe(&mut self, grant: &AttachGrant, viewer: ViewerId) -> Attachment {
+        let (sender, events) = mpsc::channel(VIEWER_QUEUE);
+        let control = self.lease.as_ref().map(|held| ControlInfo {
+            user: held.user_name.clone(),
+            since: held.since,
+        });
+        let _ = sender.try_send(ViewerEvent::Send(ServerMessage::State {
+            state: self.record.state.to_string(),
+            reason: None,
+            control,
+        }));
+        self.viewers.insert(viewer, sender);
+        let _ = self.channels.viewers.send(self.viewers.len());
+        tracing::info!(viewer.id = %viewer, user.id = %grant.user, "Observer attached");
+        Attachment {
+            // Never matches a lease, so input from an observer is dropped.
+            fence: FencingToken(0),
+            screen: Arc::clone(&self.screen),
+            events,
+            commands: self.channels.commands.clone(),
+        }
+    }
+
     async fn viewer_gone(&mut self, viewer: ViewerId) -> Option<Ending> {
         self.viewers.remove(&viewer);
         self.warned.remove(&viewer);
@@ -272,6 +355,7 @@ impl Held {
         change.control = Some(None);
         match self.persist(change).await {
             Ok(()) => {
+                self.detached_since = Some(tokio::time::Instant::now());
                 tracing::info!(viewer.id = %viewer, "Viewer left; session detached and still connected");
                 self.broadcast_state();
                 None
@@ -333,6 +417,7 @@ impl Held {
                 false => CommandError::Store(error.to_string()),
             })?;
         self.set_lease(None);
+        self.detached_since = Some(tokio::time::Instant::now());
         let _ = self.input.try_send(InputEvent::ReleaseAll);
         self.broadcast_state();
         for (_, sender) in self.viewers.drain() {
@@ -446,4 +531,12 @@ impl Held {
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| at.to_string())
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
