@@ -25,26 +25,110 @@ pub struct Api {
     base: String,
     http: reqwest::Client,
     token: String,
+    /// The login response (tokens, user, current organisation, organisations).
+    pub login: Value,
 }
 
 impl Api {
+    /// Logs in to the user's first organisation.
     pub async fn login(base: &str, user: &str, password: &str) -> Result<Self> {
+        Self::login_to(base, user, password, None).await
+    }
+
+    /// Logs in to organisation `org` (an id), or the user's first one.
+    pub async fn login_to(base: &str, user: &str, password: &str, org: Option<&str>) -> Result<Self> {
         let http = reqwest::Client::new();
-        let body = send(
-            http.post(format!("{base}/api/v1/login"))
-                .json(&json!({ "username": user, "password": password })),
-        )
-        .await?;
-        let token = body["access_token"].as_str().unwrap_or_default().to_owned();
-        Ok(Self {
+        let mut body = json!({ "username": user, "password": password });
+        if let Some(org) = org {
+            body["org_id"] = json!(org);
+        }
+        let login = send(http.post(format!("{base}/api/v1/login")).json(&body)).await?;
+        Ok(Self::from_login(base, http, login))
+    }
+
+    /// A client that sends `token` (an access token or an API key) as its bearer.
+    pub fn with_token(base: &str, token: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+            token: token.to_owned(),
+            login: Value::Null,
+        }
+    }
+
+    fn from_login(base: &str, http: reqwest::Client, login: Value) -> Self {
+        let token = login["access_token"].as_str().unwrap_or_default().to_owned();
+        Self {
             base: base.to_owned(),
             http,
             token,
-        })
+            login,
+        }
+    }
+
+    /// A client for another organisation of the same user, via /api/v1/auth/switch.
+    pub async fn switch(&self, org: &str) -> Result<Self, ApiFailure> {
+        let login = self.post("/api/v1/auth/switch", json!({ "org_id": org })).await?;
+        Ok(Self::from_login(&self.base, self.http.clone(), login))
     }
 
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// Id of the organisation this client works in.
+    pub fn org_id(&self) -> String {
+        self.login["org"]["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Sends any request; returns the status and the JSON body (`null` when there is none).
+    pub async fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+        let method: reqwest::Method = method.parse()?;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok((status, value))
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Result<Value, ApiFailure> {
+        send(
+            self.http
+                .put(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Result<Value, ApiFailure> {
+        send(
+            self.http
+                .patch(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ApiFailure> {
+        send(
+            self.http
+                .delete(format!("{}{path}", self.base))
+                .bearer_auth(&self.token),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ApiFailure> {

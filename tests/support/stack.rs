@@ -102,6 +102,57 @@ impl Stack {
         Ok(())
     }
 
+    /// Creates the user if needed and gives it `role` in organisation `org` (a name, created
+    /// when missing).
+    pub fn add_user_in(&self, org: &str, name: &str, password: &str, role: &str) -> Result<()> {
+        self.admin(&[
+            "user-add",
+            "--org",
+            org,
+            "--name",
+            name,
+            "--password",
+            password,
+            "--role",
+            role,
+        ])?;
+        Ok(())
+    }
+
+    /// Registers a target in organisation `org` and returns its id.
+    pub fn add_target_in(
+        &self,
+        org: &str,
+        name: &str,
+        port: u16,
+        security: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<String> {
+        let port = port.to_string();
+        let value = self.admin(&[
+            "target-add",
+            "--org",
+            org,
+            "--name",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--security",
+            security,
+            "--username",
+            user,
+            "--password",
+            password,
+        ])?;
+        value["target_id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("target-add printed no target_id")
+    }
+
     /// Registers a target and returns its id.
     pub fn add_target(&self, name: &str, port: u16, security: &str, user: &str, password: &str) -> Result<String> {
         let port = port.to_string();
