@@ -329,6 +329,26 @@ async fn members_policies_and_names() -> Result<()> {
     let check = auditor.get("/api/v1/audit/verify").await?;
     assert_eq!(check["ok"], true, "{check}");
     assert!(check["checked"].as_u64().unwrap_or(0) > 5);
+
+    // Metrics carry the organisation and need the cluster secret.
+    let http = reqwest::Client::new();
+    let refused = http.get(format!("{base}/metrics")).send().await?;
+    assert_eq!(refused.status().as_u16(), 401);
+    let text = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(rdp_proxy_e2e::stack::CLUSTER_SECRET)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let org = owner.org_id();
+    let has = |name: &str| {
+        text.lines()
+            .any(|line| line.starts_with(name) && line.contains(&format!("org_id=\"{org}\"")))
+    };
+    assert!(has("rdp_proxy_control_logins_total"), "{text}");
+    assert!(has("rdp_proxy_control_denials_total"), "{text}");
+    assert!(has("rdp_proxy_control_authorization_seconds"), "{text}");
     Ok(())
 }
 
@@ -376,6 +396,23 @@ async fn disabling_a_member_takes_their_control_away() -> Result<()> {
         "observing leaves control where it was"
     );
     assert_eq!(desktop.shadow.connections_accepted(), 1);
+
+    // The worker's metrics count the organisation's sessions and viewers.
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{}/internal/v1/metrics", stack.workers[0].addr))
+        .header("x-rdp-proxy-cluster-secret", rdp_proxy_e2e::stack::CLUSTER_SECRET)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let org = member.org_id();
+    assert!(
+        metrics.lines().any(|line| line.starts_with("rdp_proxy_worker_sessions")
+            && line.contains(&format!("org_id=\"{org}\""))
+            && line.contains("state=\"active\"")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rdp_proxy_worker_viewer_attaches_total"), "{metrics}");
 
     // Disabling the member ends their viewer and their login; the desktop keeps running.
     let member_id = member.login["user"]["id"].as_str().unwrap_or_default().to_owned();

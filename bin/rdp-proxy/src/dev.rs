@@ -247,7 +247,7 @@ fn print_banner(addr: std::net::SocketAddr, args: &DevArgs, secrets: &DevSecrets
     println!("rdp-proxy dev is running");
     println!("  Portal:       http://{addr}/");
     println!("  Member login: demo / {}", secrets.member_password);
-    println!("  Admin login:  admin / {}", secrets.admin_password);
+    println!("  Owner login:  admin / {}", secrets.admin_password);
     match &args.demo_target {
         Some(target) => println!("  Demo desktop: demo-desktop at {target}"),
         None => println!("  No demo desktop registered; pass --demo-target HOST:PORT or use scripts/demo.sh"),

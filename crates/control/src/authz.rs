@@ -68,6 +68,18 @@ pub(crate) fn decide(set: &PolicySet, caller: &Caller, action: Action, resource:
     rdp_proxy_policy::authorize(set, &caller.principal, action, resource, OffsetDateTime::now_utc())
 }
 
+/// [`decide`], timed into the organisation's decision histogram.
+fn decide_timed(state: &AppState, set: &PolicySet, caller: &Caller, action: Action, resource: &Resource) -> Decision {
+    let started = std::time::Instant::now();
+    let decision = decide(set, caller, action, resource);
+    state
+        .metrics
+        .decision_seconds
+        .with_label_values(&[caller.org.to_string().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    decision
+}
+
 /// True when the policies allow the action.
 pub(crate) async fn allowed(
     state: &AppState,
@@ -97,7 +109,7 @@ pub(crate) async fn require(
     denial: Denial,
 ) -> Result<Decision, ApiError> {
     let set = policies(state, caller.org).await?;
-    let decision = decide(&set, caller, action, resource);
+    let decision = decide_timed(state, &set, caller, action, resource);
     if decision.allowed {
         return Ok(decision);
     }
@@ -123,6 +135,11 @@ pub(crate) async fn deny<T>(
     } else {
         format!("forbidden by {}", decision.reasons.join(", "))
     };
+    state
+        .metrics
+        .denials
+        .with_label_values(&[caller.org.to_string().as_str(), action.as_str()])
+        .inc();
     tracing::info!(org.id = %caller.org, principal.id = %caller.principal.id, action = action.as_str(),
         object.kind = object_kind, object.id = %object_id, reason = %reason, "Request denied");
     let entry = caller

@@ -7,6 +7,7 @@ mod authz;
 mod dispatch;
 mod error;
 mod extract;
+mod metrics;
 mod openapi;
 mod reaper;
 mod routes;
@@ -56,6 +57,7 @@ pub(crate) struct AppState {
     pub(crate) http: reqwest::Client,
     pub(crate) vault: Vault,
     pub(crate) policies: rdp_proxy_policy::PolicyCache,
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// A bound, not yet serving control plane.
@@ -80,6 +82,7 @@ impl Control {
             http,
             vault,
             policies: rdp_proxy_policy::PolicyCache::default(),
+            metrics: Arc::new(metrics::Metrics::new()),
         };
         Ok(Self { state, listener })
     }
@@ -108,6 +111,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::router())
         .merge(openapi::router())
+        .route("/metrics", axum::routing::get(metrics::serve))
         .with_state(state)
         .fallback_service(web)
         .layer(axum::middleware::from_fn(hide_non_page_files))

@@ -24,8 +24,15 @@ pub(crate) fn router(shared: Shared) -> Router<Shared> {
         .route("/internal/v1/sessions", post(start).get(list))
         .route("/internal/v1/sessions/{session_id}/detach", post(detach))
         .route("/internal/v1/sessions/{session_id}/terminate", post(terminate))
+        .route("/internal/v1/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(shared, check_secret));
     Router::new().merge(protected).route("/healthz", get(|| async { "ok" }))
+}
+
+/// Prometheus text exposition of this worker's metrics.
+async fn metrics(State(shared): State<Shared>) -> Response {
+    let body = shared.metrics.render(&shared.registry.snapshot());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {

@@ -7,6 +7,7 @@ mod authz;
 mod config;
 mod heartbeat;
 mod internal;
+mod metrics;
 mod registry;
 mod session;
 mod viewer;
@@ -33,6 +34,7 @@ pub(crate) struct Shared {
     pub(crate) tokens: TokenStore,
     pub(crate) registry: Registry,
     pub(crate) policies: rdp_proxy_policy::PolicyCache,
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// A bound, not yet serving worker.
@@ -52,6 +54,7 @@ impl Worker {
             id: WorkerId::new_random(),
             tokens: TokenStore::new(coord.clone()),
             policies: rdp_proxy_policy::PolicyCache::default(),
+            metrics: Arc::new(metrics::Metrics::new()),
             config: Arc::new(config),
             store,
             coord,

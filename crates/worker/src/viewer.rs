@@ -53,14 +53,24 @@ async fn serve(mut socket: WebSocket, shared: Shared, session_id: SessionId) {
             code,
             message,
         }) => {
-            tracing::info!(session.id = %session_id, viewer.id = %viewer, code, reason = %message, "Viewer rejected");
+            let org = shared
+                .registry
+                .get(session_id)
+                .map_or_else(|| "unknown".to_owned(), |handle| handle.org.to_string());
+            tracing::info!(org.id = %org, session.id = %session_id, viewer.id = %viewer, code, reason = %message, "Viewer rejected");
+            shared.metrics.refused(&org, code);
             let _ = socket.send(text(&ServerMessage::error(code, message.clone()))).await;
             let _ = socket.send(close(close_code, &message)).await;
             return;
         }
     };
     let commands = attachment.commands.clone();
-    let span = tracing::info_span!("viewer", session.id = %session_id, viewer.id = %viewer);
+    let org = shared
+        .registry
+        .get(session_id)
+        .map(|handle| handle.org.to_string())
+        .unwrap_or_default();
+    let span = tracing::info_span!("viewer", org.id = %org, session.id = %session_id, viewer.id = %viewer);
     let _ = tracing::Instrument::instrument(stream(socket, attachment, viewer), span).await;
     let _ = commands.send(Command::ViewerGone { viewer }).await;
 }

@@ -126,6 +126,11 @@ pub(crate) async fn login(
                         .actor(ActorKind::User, Some(user.id.0), Some(user.name.clone()))
                         .object(user.id.0)
                         .reason(reason);
+                    state
+                        .metrics
+                        .logins
+                        .with_label_values(&[membership.org.to_string().as_str(), "denied"])
+                        .inc();
                     if let Err(error) = state.store.audit(membership.org, &entry).await {
                         tracing::error!(error = %error, "Could not audit a failed login");
                     }
@@ -155,6 +160,11 @@ pub(crate) async fn login(
     .await?;
     tx.commit().await?;
     tracing::info!(user.id = %user.id, org.id = %org, "Login succeeded");
+    state
+        .metrics
+        .logins
+        .with_label_values(&[org.to_string().as_str(), "ok"])
+        .inc();
     Ok(Json(token_response(tokens, user.id, user.name, org, orgs)?))
 }
 

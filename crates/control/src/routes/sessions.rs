@@ -187,6 +187,11 @@ pub(crate) async fn create_session(
         },
     };
     let record = state.store.insert_session(&new, caller.name()).await?;
+    state
+        .metrics
+        .sessions_requested
+        .with_label_values(&[caller.org.to_string().as_str()])
+        .inc();
     tracing::info!(session.id = %record.id, org.id = %caller.org, user.id = %user, target.id = %target.id,
         policies = ?decision.reasons, "Session requested");
     let mut tx = state.store.org_tx(caller.org).await?;
@@ -388,6 +393,11 @@ pub(crate) async fn attach_session(
     };
     let token = state.tokens.issue(&grant, now).await?;
     tracing::info!(org.id = %caller.org, session.id = %id, user.id = %user, mode = mode.as_str(), "Attach token issued");
+    state
+        .metrics
+        .attach_tokens
+        .with_label_values(&[caller.org.to_string().as_str(), mode.as_str()])
+        .inc();
     let entry = caller
         .audit(format!("session.attach.{}", mode.as_str()), "session", Outcome::Ok)
         .object(id.0);

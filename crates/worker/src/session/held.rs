@@ -309,6 +309,9 @@ impl Held {
             let _ = self.input.try_send(InputEvent::ReleaseAll);
         }
         tracing::info!(viewer.id = %viewer, user.id = %grant.user, fence = fence.0, mode = grant.mode.as_str(), "Viewer attached");
+        self.shared
+            .metrics
+            .attached(&self.record.org.to_string(), grant.mode.as_str());
         Ok(Attachment {
             fence,
             screen: Arc::clone(&self.screen),
@@ -332,6 +335,9 @@ impl Held {
         self.viewers.insert(viewer, sender);
         let _ = self.channels.viewers.send(self.viewers.len());
         tracing::info!(viewer.id = %viewer, user.id = %grant.user, "Observer attached");
+        self.shared
+            .metrics
+            .attached(&self.record.org.to_string(), grant.mode.as_str());
         Attachment {
             // Never matches a lease, so input from an observer is dropped.
             fence: FencingToken(0),
