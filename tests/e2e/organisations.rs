@@ -329,6 +329,8 @@ async fn members_policies_and_names() -> Result<()> {
     let check = auditor.get("/api/v1/audit/verify").await?;
     assert_eq!(check["ok"], true, "{check}");
     assert!(check["checked"].as_u64().unwrap_or(0) > 5);
+    let offline = stack.admin(&["audit-verify", "--org", "default"])?;
+    assert_eq!(offline["ok"], true, "{offline}");
 
     // Metrics carry the organisation and need the cluster secret.
     let http = reqwest::Client::new();

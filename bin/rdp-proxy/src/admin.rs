@@ -26,6 +26,15 @@ pub(crate) enum AdminCommand {
         #[arg(long, default_value = "default")]
         org: String,
     },
+    /// Recompute every organisation's audit hash chain (or one's) and report the first broken
+    /// record; exits non-zero when a chain is broken.
+    AuditVerify {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Only this organisation (by name).
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Create or update an RDP target in an organisation.
     TargetAdd {
         #[command(flatten)]
@@ -59,6 +68,29 @@ pub(crate) enum AdminCommand {
 
 pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
     match command {
+        AdminCommand::AuditVerify { database, org } => {
+            let store = connect(&database).await?;
+            let orgs = match org {
+                Some(name) => vec![store.find_org(&name).await?],
+                None => store.org_ids().await?,
+            };
+            let mut broken = 0;
+            for org in orgs {
+                let name = store.org_name(org).await?;
+                let check = store.verify_audit(org).await?;
+                if check.first_bad_seq.is_some() {
+                    broken += 1;
+                }
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "org": name, "org_id": org.to_string(), "ok": check.first_bad_seq.is_none(),
+                        "checked": check.checked, "first_bad_seq": check.first_bad_seq, "problem": check.problem,
+                    })
+                );
+            }
+            anyhow::ensure!(broken == 0, "{broken} organisation(s) have a broken audit chain");
+        }
         AdminCommand::UserAdd {
             database,
             name,

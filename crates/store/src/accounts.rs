@@ -61,6 +61,16 @@ impl Store {
         Ok(OrgId(id))
     }
 
+    /// The id of the organisation called `name`, or `NotFound`.
+    pub async fn find_org(&self, name: &str) -> Result<OrgId, StoreError> {
+        sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM orgs WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(OrgId)
+            .ok_or(StoreError::NotFound { what: "organisation" })
+    }
+
     pub async fn org_name(&self, org: OrgId) -> Result<String, StoreError> {
         sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1")
             .bind(org.0)
