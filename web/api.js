@@ -419,6 +419,16 @@ export async function switchOrg(orgId) {
   return response;
 }
 
+/** Accepts the invitation of organisation `orgId`; answers with GET /api/v1/me's shape. */
+export function acceptInvitation(orgId) {
+  return request("POST", `/api/v1/invitations/${encodeURIComponent(orgId)}/accept`);
+}
+
+/** Declines the invitation of organisation `orgId`. */
+export function declineInvitation(orgId) {
+  return request("DELETE", `/api/v1/invitations/${encodeURIComponent(orgId)}`);
+}
+
 export function getMe() {
   return request("GET", "/api/v1/me");
 }

@@ -8,8 +8,10 @@
 //   showError(message), clearError(message?), showStatus(message)
 
 import {
+  acceptInvitation,
   ApiError,
   clearLogin,
+  declineInvitation,
   getMe,
   hasLogin,
   login,
@@ -138,6 +140,7 @@ function resetSections() {
 
 /** Shows the login form with `message`, or with the reason a login in this tab ended. */
 function showLogin(message = undefined) {
+  renderInvitations([]);
   generation += 1;
   me = null;
   resetSections();
@@ -261,10 +264,56 @@ async function showPortal() {
     return;
   }
   me = loaded;
+  renderInvitations(me.invitations ?? []);
   renderHeader(me.org ?? storedOrg(), me.orgs ?? storedOrgs(), me.user ?? storedUser());
   renderTabs();
   sections.desktops.start();
   selectSection(sectionFromHash());
+}
+
+/**
+ * Lists organisations that invited the user, each with Accept and Decline. Accepting adds the
+ * organisation to the picker; nothing changes until the user chooses one of the buttons.
+ */
+function renderInvitations(invitations) {
+  const section = document.getElementById("invitations");
+  const list = document.getElementById("invitation-list");
+  list.replaceChildren();
+  section.hidden = invitations.length === 0;
+  for (const invitation of invitations) {
+    const item = document.createElement("li");
+    item.dataset.orgId = invitation.id;
+    const text = document.createElement("span");
+    text.textContent = `${invitation.name} invites you as ${invitation.role}. `;
+    const accept = document.createElement("button");
+    accept.type = "button";
+    accept.textContent = "Accept";
+    accept.setAttribute("aria-label", `Accept the invitation of ${invitation.name}`);
+    const decline = document.createElement("button");
+    decline.type = "button";
+    decline.textContent = "Decline";
+    decline.className = "secondary";
+    decline.setAttribute("aria-label", `Decline the invitation of ${invitation.name}`);
+    const answer = async (action, done) => {
+      accept.disabled = true;
+      decline.disabled = true;
+      try {
+        await action(invitation.id);
+        showStatus(done);
+        await showPortal();
+      } catch (error) {
+        accept.disabled = false;
+        decline.disabled = false;
+        reportError(error, { onNotFound: showPortal });
+      }
+    };
+    accept.addEventListener("click", () =>
+      answer(acceptInvitation, `You are now a member of ${invitation.name}; choose it under Organisation.`),
+    );
+    decline.addEventListener("click", () => answer(declineInvitation, `Declined the invitation of ${invitation.name}.`));
+    item.append(text, accept, " ", decline);
+    list.append(item);
+  }
 }
 
 async function onLoginSubmit(event) {

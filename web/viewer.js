@@ -78,6 +78,8 @@ const connection = {
   // Set once the page must not reconnect: a final state, control lost, a 4xxx close, the user
   // detached or terminated, or attach returned an error.
   stopped: false,
+  // Set when the page was hidden with a live connection, to reattach if it is shown again.
+  hiddenWhileLive: false,
 };
 
 const renderer = new FrameRenderer(elements.canvas, {
@@ -520,10 +522,31 @@ function formatTime(value) {
   return date.toLocaleTimeString();
 }
 
+/**
+ * Leaving the page (a link, Back, closing the tab) closes the socket, so the worker records the
+ * session as detached at once. Without this a browser that keeps the page in its back/forward
+ * cache would keep the socket, and control, open while nobody sees the desktop.
+ */
+function onPageHide() {
+  clearRetryTimer();
+  closeSocket();
+  connection.hiddenWhileLive = !connection.stopped;
+}
+
+/** Coming back to a page restored from the back/forward cache reattaches it. */
+function onPageShow(event) {
+  if (event.persisted && connection.hiddenWhileLive && !connection.stopped) {
+    connection.hiddenWhileLive = false;
+    connect(reconnectMode, true);
+  }
+}
+
 function start() {
   elements.detach.addEventListener("click", onDetachClick);
   elements.terminate.addEventListener("click", onTerminateClick);
   window.addEventListener("online", onOnline);
+  window.addEventListener("pagehide", onPageHide);
+  window.addEventListener("pageshow", onPageShow);
   new ResizeObserver(layoutCanvas).observe(elements.stage);
 
   if (!sessionId) {

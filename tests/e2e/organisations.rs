@@ -247,6 +247,40 @@ async fn members_policies_and_names() -> Result<()> {
         )
         .await?;
 
+    // An existing user of another organisation is invited, not enrolled: nothing changes for
+    // them until they accept.
+    tokio::task::block_in_place(|| stack.add_user_in("elsewhere", "ivan", "ivan-password-12", "member"))?;
+    let invited = owner
+        .post("/api/v1/members", json!({"username": "ivan", "role": "operator"}))
+        .await?;
+    assert_eq!(invited["status"], "invited", "{invited}");
+    let ivan = Api::login(&base, "ivan", "ivan-password-12").await?;
+    let default_org = owner.org_id();
+    let me = ivan.get("/api/v1/me").await?;
+    assert_eq!(me["invitations"][0]["id"], json!(default_org), "{me}");
+    assert!(
+        !me["orgs"].to_string().contains(&default_org),
+        "not a member before accepting"
+    );
+    assert_eq!(
+        ivan.switch(&default_org).await.err().map(|error| error.status),
+        Some(404)
+    );
+    let accepted = ivan
+        .post(&format!("/api/v1/invitations/{default_org}/accept"), json!({}))
+        .await?;
+    assert!(accepted["orgs"].to_string().contains(&default_org), "{accepted}");
+    let ivan_here = ivan.switch(&default_org).await?;
+    assert_eq!(ivan_here.get("/api/v1/me").await?["org"]["role"], "operator");
+    let again = ivan
+        .raw(
+            "POST",
+            &format!("/api/v1/invitations/{default_org}/accept"),
+            Some(json!({})),
+        )
+        .await?;
+    assert_eq!(again.0, 404, "an accepted invitation cannot be accepted twice");
+
     // Only an owner may touch the owner role, and the last owner stays.
     let owner_id = owner.login["user"]["id"].as_str().unwrap_or_default().to_owned();
     let promote = admin

@@ -59,6 +59,8 @@ pub(crate) struct TokenResponse {
     pub(crate) org: OrgView,
     /// Every organisation the user may switch to.
     pub(crate) orgs: Vec<OrgView>,
+    /// Organisations that invited the user; accept with /api/v1/invitations/{org_id}/accept.
+    pub(crate) invitations: Vec<OrgView>,
 }
 
 #[derive(Serialize, ToSchema, Default)]
@@ -79,6 +81,7 @@ pub(crate) struct MeView {
     pub(crate) kind: String,
     pub(crate) org: OrgView,
     pub(crate) orgs: Vec<OrgView>,
+    pub(crate) invitations: Vec<OrgView>,
     pub(crate) permissions: Permissions,
 }
 
@@ -184,7 +187,7 @@ pub(crate) struct MemberView {
     pub(crate) user_id: Uuid,
     pub(crate) name: String,
     pub(crate) role: String,
-    /// `active` or `disabled`.
+    /// `active`, `disabled`, or `invited` (an existing user who has not accepted yet).
     pub(crate) status: String,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) created_at: OffsetDateTime,
@@ -196,7 +199,14 @@ impl From<MemberRecord> for MemberView {
             user_id: record.user.0,
             name: record.name,
             role: record.role.as_str().to_owned(),
-            status: if record.disabled { "disabled" } else { "active" }.to_owned(),
+            status: if record.disabled {
+                "disabled"
+            } else if record.pending {
+                "invited"
+            } else {
+                "active"
+            }
+            .to_owned(),
             created_at: record.created_at,
         }
     }
@@ -208,7 +218,7 @@ pub(crate) struct AddMember {
     pub(crate) username: String,
     pub(crate) role: String,
     /// Initial password when the user name is new (at least 12 characters); must be absent
-    /// for an existing user.
+    /// for an existing user, who is invited and becomes a member on accepting.
     pub(crate) password: Option<String>,
 }
 

@@ -25,6 +25,10 @@ ALTER TABLE memberships DROP CONSTRAINT memberships_role_check;
 ALTER TABLE memberships ADD CONSTRAINT memberships_role_check
     CHECK (role IN ('owner', 'admin', 'operator', 'member', 'auditor'));
 ALTER TABLE memberships ADD COLUMN disabled_at timestamptz;
+-- An existing user added by another organisation's admin is invited: the membership counts only
+-- once the user accepts it. Memberships from before this version count as accepted.
+ALTER TABLE memberships ADD COLUMN accepted_at timestamptz;
+UPDATE memberships SET accepted_at = created_at;
 
 -- Credentials and targets ---------------------------------------------------------------------
 
@@ -201,10 +205,10 @@ GRANT USAGE ON SEQUENCE session_events_id_seq TO rdp_proxy_service;
 
 -- The organisations a user belongs to, for login and the organisation picker.
 CREATE FUNCTION rdp_proxy_user_orgs(p_user uuid)
-    RETURNS TABLE (org_id uuid, org_name text, role text, disabled boolean)
+    RETURNS TABLE (org_id uuid, org_name text, role text, disabled boolean, pending boolean)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
     AS $$
-        SELECT m.org_id, o.name, m.role, m.disabled_at IS NOT NULL
+        SELECT m.org_id, o.name, m.role, m.disabled_at IS NOT NULL, m.accepted_at IS NULL
         FROM memberships m JOIN orgs o ON o.id = m.org_id
         WHERE m.user_id = p_user ORDER BY m.created_at, m.org_id
     $$;

@@ -34,6 +34,8 @@ pub struct OrgMembership {
     pub org_name: String,
     pub role: Role,
     pub disabled: bool,
+    /// Invited and not accepted yet: the membership grants nothing until it is.
+    pub pending: bool,
 }
 
 /// A member as the organisation's admins see it.
@@ -43,6 +45,8 @@ pub struct MemberRecord {
     pub name: String,
     pub role: Role,
     pub disabled: bool,
+    /// Invited and not accepted yet.
+    pub pending: bool,
     pub created_at: OffsetDateTime,
 }
 
@@ -134,8 +138,9 @@ impl Store {
     pub async fn set_membership(&self, org: OrgId, user: UserId, role: Role) -> Result<(), StoreError> {
         let mut tx = self.org_tx(org).await?;
         sqlx::query(
-            "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)
-             ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role",
+            "INSERT INTO memberships (org_id, user_id, role, accepted_at) VALUES ($1, $2, $3, now())
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role,
+                accepted_at = COALESCE(memberships.accepted_at, now())",
         )
         .bind(org.0)
         .bind(user.0)
@@ -147,7 +152,7 @@ impl Store {
 
     /// Every organisation the user belongs to, enabled or not, oldest membership first.
     pub async fn user_orgs(&self, user: UserId) -> Result<Vec<OrgMembership>, StoreError> {
-        let rows = sqlx::query("SELECT org_id, org_name, role, disabled FROM rdp_proxy_user_orgs($1)")
+        let rows = sqlx::query("SELECT org_id, org_name, role, disabled, pending FROM rdp_proxy_user_orgs($1)")
             .bind(user.0)
             .fetch_all(&self.pool)
             .await?;
@@ -158,6 +163,7 @@ impl Store {
                     org_name: row.get("org_name"),
                     role: parse_role(&row.get::<String, _>("role"))?,
                     disabled: row.get("disabled"),
+                    pending: row.get("pending"),
                 })
             })
             .collect()
@@ -183,7 +189,8 @@ impl OrgTx {
     pub async fn membership(&mut self, user: UserId) -> Result<Option<Membership>, StoreError> {
         let row = sqlx::query(
             "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id
-             WHERE m.org_id = $1 AND m.user_id = $2 AND u.disabled_at IS NULL AND m.disabled_at IS NULL",
+             WHERE m.org_id = $1 AND m.user_id = $2 AND u.disabled_at IS NULL AND m.disabled_at IS NULL
+               AND m.accepted_at IS NOT NULL",
         )
         .bind(self.org.0)
         .bind(user.0)
@@ -237,15 +244,20 @@ impl OrgTx {
         member_from_row(&row)
     }
 
-    /// Adds an existing user; `AlreadyExists` when they are a member already.
-    pub async fn add_member(&mut self, user: UserId, role: Role) -> Result<MemberRecord, StoreError> {
-        sqlx::query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)")
-            .bind(self.org.0)
-            .bind(user.0)
-            .bind(role.as_str())
-            .execute(self.conn())
-            .await
-            .map_err(|error| StoreError::unique_as(error, "member"))?;
+    /// Adds a user; `AlreadyExists` when they are a member already. With `accepted` false the
+    /// membership is an invitation that grants nothing until the user accepts it.
+    pub async fn add_member(&mut self, user: UserId, role: Role, accepted: bool) -> Result<MemberRecord, StoreError> {
+        sqlx::query(
+            "INSERT INTO memberships (org_id, user_id, role, accepted_at)
+             VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END)",
+        )
+        .bind(self.org.0)
+        .bind(user.0)
+        .bind(role.as_str())
+        .bind(accepted)
+        .execute(self.conn())
+        .await
+        .map_err(|error| StoreError::unique_as(error, "member"))?;
         self.get_member(user).await
     }
 
@@ -273,6 +285,34 @@ impl OrgTx {
         self.get_member(user).await
     }
 
+    /// Accepts the user's pending invitation to this organisation; `NotFound` when there is none.
+    pub async fn accept_invitation(&mut self, user: UserId) -> Result<MemberRecord, StoreError> {
+        let done = sqlx::query(
+            "UPDATE memberships SET accepted_at = now() WHERE org_id = $1 AND user_id = $2 AND accepted_at IS NULL",
+        )
+        .bind(self.org.0)
+        .bind(user.0)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "invitation" });
+        }
+        self.get_member(user).await
+    }
+
+    /// Declines (deletes) the user's pending invitation; `NotFound` when there is none.
+    pub async fn decline_invitation(&mut self, user: UserId) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2 AND accepted_at IS NULL")
+            .bind(self.org.0)
+            .bind(user.0)
+            .execute(self.conn())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "invitation" });
+        }
+        Ok(())
+    }
+
     pub async fn remove_member(&mut self, user: UserId) -> Result<(), StoreError> {
         let deleted = sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
             .bind(self.org.0)
@@ -289,7 +329,8 @@ impl OrgTx {
     /// cannot both leave it without one.
     pub async fn count_active_owners(&mut self) -> Result<i64, StoreError> {
         let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
-            "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' AND disabled_at IS NULL FOR UPDATE",
+            "SELECT user_id FROM memberships
+             WHERE org_id = $1 AND role = 'owner' AND disabled_at IS NULL AND accepted_at IS NOT NULL FOR UPDATE",
         )
         .bind(self.org.0)
         .fetch_all(self.conn())
@@ -298,7 +339,8 @@ impl OrgTx {
     }
 }
 
-const MEMBER_SELECT: &str = "SELECT m.user_id, u.name, m.role, m.disabled_at IS NOT NULL AS disabled, m.created_at
+const MEMBER_SELECT: &str = "SELECT m.user_id, u.name, m.role, m.disabled_at IS NOT NULL AS disabled,
+        m.accepted_at IS NULL AS pending, m.created_at
     FROM memberships m JOIN users u ON u.id = m.user_id";
 
 fn member_from_row(row: &PgRow) -> Result<MemberRecord, StoreError> {
@@ -307,6 +349,7 @@ fn member_from_row(row: &PgRow) -> Result<MemberRecord, StoreError> {
         name: row.get("name"),
         role: parse_role(&row.get::<String, _>("role"))?,
         disabled: row.get("disabled"),
+        pending: row.get("pending"),
         created_at: row.get("created_at"),
     })
 }

@@ -168,7 +168,8 @@ impl OrgTx {
     pub async fn login_state(&mut self, login: uuid::Uuid, user: UserId) -> Result<LoginState, StoreError> {
         let row = sqlx::query(
             "SELECT l.revoked_at IS NOT NULL OR l.expires_at < now() AS revoked, l.revoked_reason,
-                    m.role, m.disabled_at IS NULL AND u.disabled_at IS NULL AS enabled, u.name
+                    m.role, m.disabled_at IS NULL AND u.disabled_at IS NULL AND m.accepted_at IS NOT NULL AS enabled,
+                    u.name
              FROM logins l
              JOIN users u ON u.id = l.user_id
              LEFT JOIN memberships m ON m.org_id = l.org_id AND m.user_id = l.user_id

@@ -12,7 +12,7 @@ use rdp_proxy_store::{AuditEntry, OrgMembership, RefreshOutcome};
 use crate::auth::{
     Authenticated, Caller, IssuedTokens, decoy_hash, issue_tokens, open_login, sha256, token_org, verify_password,
 };
-use crate::extract::Json;
+use crate::extract::{Json, Path};
 use crate::views::{LoginRequest, MeView, Named, OrgView, Permissions, RefreshRequest, SwitchRequest, TokenResponse};
 use crate::{ApiError, AppState, authz};
 
@@ -23,12 +23,26 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/auth/switch", post(switch_org))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/invitations/{org_id}/accept", post(accept_invitation))
+        .route(
+            "/api/v1/invitations/{org_id}",
+            axum::routing::delete(decline_invitation),
+        )
 }
 
 fn org_views(memberships: &[OrgMembership]) -> Vec<OrgView> {
+    views(memberships, false)
+}
+
+fn invitation_views(memberships: &[OrgMembership]) -> Vec<OrgView> {
+    views(memberships, true)
+}
+
+/// Enabled memberships, accepted ones or pending invitations.
+fn views(memberships: &[OrgMembership], pending: bool) -> Vec<OrgView> {
     memberships
         .iter()
-        .filter(|membership| !membership.disabled)
+        .filter(|membership| !membership.disabled && membership.pending == pending)
         .map(|membership| OrgView {
             id: membership.org.0,
             name: membership.org_name.clone(),
@@ -42,8 +56,9 @@ fn token_response(
     user: UserId,
     name: String,
     org: OrgId,
-    orgs: Vec<OrgView>,
+    memberships: &[OrgMembership],
 ) -> Result<TokenResponse, ApiError> {
+    let orgs = org_views(memberships);
     let current = orgs
         .iter()
         .find(|view| view.id == org.0)
@@ -61,6 +76,7 @@ fn token_response(
         user: Named { id: user.0, name },
         org: current,
         orgs,
+        invitations: invitation_views(memberships),
     })
 }
 
@@ -165,7 +181,7 @@ pub(crate) async fn login(
         .logins
         .with_label_values(&[org.to_string().as_str(), "ok"])
         .inc();
-    Ok(Json(token_response(tokens, user.id, user.name, org, orgs)?))
+    Ok(Json(token_response(tokens, user.id, user.name, org, &memberships)?))
 }
 
 /// Spends a refresh token and returns a new access token and the next refresh token. A refresh
@@ -237,8 +253,8 @@ pub(crate) async fn refresh(
     };
     let tokens = issue_tokens(&state, &mut tx, user, login, login_expires).await?;
     tx.commit().await?;
-    let orgs = org_views(&state.store.user_orgs(user).await?);
-    Ok(Json(token_response(tokens, user, name, org, orgs)?))
+    let memberships = state.store.user_orgs(user).await?;
+    Ok(Json(token_response(tokens, user, name, org, &memberships)?))
 }
 
 /// Opens a login in another organisation the user belongs to.
@@ -250,7 +266,8 @@ pub(crate) async fn switch_org(
     Json(request): Json<SwitchRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let user = caller.require_user("switch organisation")?;
-    let orgs = org_views(&state.store.user_orgs(user).await?);
+    let memberships = state.store.user_orgs(user).await?;
+    let orgs = org_views(&memberships);
     let org = orgs
         .iter()
         .find(|view| view.id == request.org_id)
@@ -266,7 +283,13 @@ pub(crate) async fn switch_org(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(token_response(tokens, user, caller.name().to_owned(), org, orgs)?))
+    Ok(Json(token_response(
+        tokens,
+        user,
+        caller.name().to_owned(),
+        org,
+        &memberships,
+    )?))
 }
 
 /// Ends this login: its refresh token and every access token issued for it stop working.
@@ -298,13 +321,23 @@ pub(crate) async fn me(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<MeView>, ApiError> {
-    let orgs = match caller.user {
-        Some(user) => org_views(&state.store.user_orgs(user).await?),
-        None => vec![OrgView {
-            id: caller.org.0,
-            name: state.store.org_name(caller.org).await?,
-            role: caller.principal.role.as_str().to_owned(),
-        }],
+    Ok(Json(me_view(&state, &caller).await?))
+}
+
+async fn me_view(state: &AppState, caller: &Caller) -> Result<MeView, ApiError> {
+    let (orgs, invitations) = match caller.user {
+        Some(user) => {
+            let memberships = state.store.user_orgs(user).await?;
+            (org_views(&memberships), invitation_views(&memberships))
+        }
+        None => (
+            vec![OrgView {
+                id: caller.org.0,
+                name: state.store.org_name(caller.org).await?,
+                role: caller.principal.role.as_str().to_owned(),
+            }],
+            Vec::new(),
+        ),
     };
     let org = orgs
         .iter()
@@ -315,7 +348,7 @@ pub(crate) async fn me(
             role: caller.principal.role.as_str().to_owned(),
         })
         .ok_or_else(|| ApiError::unauthorized("this account is no longer a member of the organisation"))?;
-    Ok(Json(MeView {
+    Ok(MeView {
         user: Named {
             id: caller.principal.id,
             name: caller.name().to_owned(),
@@ -323,8 +356,53 @@ pub(crate) async fn me(
         kind: caller.principal.kind.as_str().to_owned(),
         org,
         orgs,
-        permissions: permissions(&state, &caller).await?,
-    }))
+        invitations,
+        permissions: permissions(state, caller).await?,
+    })
+}
+
+/// Accepts an invitation: the user becomes a member of that organisation with the role the
+/// invitation named. An organisation that did not invite the caller answers 404.
+#[utoipa::path(post, path = "/api/v1/invitations/{org_id}/accept", tag = "auth", security(("bearer" = [])),
+    params(("org_id" = uuid::Uuid, Path)), responses((status = 200, body = MeView), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn accept_invitation(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(org): Path<OrgId>,
+) -> Result<Json<MeView>, ApiError> {
+    let user = caller.require_user("accept invitations")?;
+    let mut tx = state.store.org_tx(org).await?;
+    let member = tx.accept_invitation(user).await?;
+    tx.audit(
+        &AuditEntry::new("member.accept", "user", Outcome::Ok)
+            .actor(ActorKind::User, Some(user.0), Some(caller.name().to_owned()))
+            .object(user.0)
+            .details(serde_json::json!({"role": member.role.as_str()})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(me_view(&state, &caller).await?))
+}
+
+/// Declines an invitation; the inviting organisation no longer lists the user.
+#[utoipa::path(delete, path = "/api/v1/invitations/{org_id}", tag = "auth", security(("bearer" = [])),
+    params(("org_id" = uuid::Uuid, Path)), responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn decline_invitation(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(org): Path<OrgId>,
+) -> Result<StatusCode, ApiError> {
+    let user = caller.require_user("decline invitations")?;
+    let mut tx = state.store.org_tx(org).await?;
+    tx.decline_invitation(user).await?;
+    tx.audit(
+        &AuditEntry::new("member.decline", "user", Outcome::Ok)
+            .actor(ActorKind::User, Some(user.0), Some(caller.name().to_owned()))
+            .object(user.0),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Organisation-wide permissions of the caller.

@@ -86,7 +86,7 @@ pub(crate) async fn get_member(
 }
 
 /// Adds a member. A new user name creates the account with the given password; an existing
-/// one is added as it is (send no password).
+/// user (send no password) is invited and becomes a member when they accept.
 #[utoipa::path(post, path = "/api/v1/members", tag = "members", security(("bearer" = [])), request_body = AddMember,
     responses((status = 201, body = MemberView), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
@@ -128,12 +128,15 @@ pub(crate) async fn add_member(
         }
     };
     let mut tx = state.store.org_tx(caller.org).await?;
-    let member = tx.add_member(user, new_role).await?;
+    // An existing account belongs to someone who may not want this organisation: invite them.
+    let member = tx.add_member(user, new_role, created).await?;
     tx.audit(
         &caller
             .audit("member.add", "user", Outcome::Ok)
             .object(user.0)
-            .details(serde_json::json!({"name": member.name, "role": new_role.as_str(), "account_created": created})),
+            .details(
+                serde_json::json!({"name": member.name, "role": new_role.as_str(), "account_created": created, "invited": !created}),
+            ),
     )
     .await?;
     tx.commit().await?;
