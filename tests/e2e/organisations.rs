@@ -139,6 +139,33 @@ async fn tokens_expire_are_checked_and_can_be_revoked() -> Result<()> {
         (401, "token_revoked".into())
     );
 
+    // Changing the password ends the user's other logins and keeps this one.
+    let first = Api::login(&base, OTHER_MEMBER.0, OTHER_MEMBER.1).await?;
+    let second = Api::login(&base, OTHER_MEMBER.0, OTHER_MEMBER.1).await?;
+    let wrong = second
+        .raw(
+            "POST",
+            "/api/v1/me/password",
+            Some(json!({"current_password": "nope", "new_password": "a-new-long-password"})),
+        )
+        .await?;
+    assert_eq!(wrong.0, 403);
+    let changed = second
+        .raw(
+            "POST",
+            "/api/v1/me/password",
+            Some(json!({"current_password": OTHER_MEMBER.1, "new_password": "a-new-long-password"})),
+        )
+        .await?;
+    assert_eq!(changed.0, 204, "{}", changed.1);
+    second.get("/api/v1/me").await?;
+    assert_eq!(
+        error_code(&first.raw("GET", "/api/v1/me", None).await?),
+        (401, "token_revoked".into())
+    );
+    assert!(Api::login(&base, OTHER_MEMBER.0, OTHER_MEMBER.1).await.is_err());
+    Api::login(&base, OTHER_MEMBER.0, "a-new-long-password").await?;
+
     // API keys: usable for automation, never above the creator's role, refused once revoked.
     let owner = Api::login(&base, OWNER.0, OWNER.1).await?;
     let key = owner

@@ -12,7 +12,7 @@ use crate::routes::{api_keys, audit, auth, credentials, members, policy, session
 #[openapi(
     info(title = "rdp-proxy", description = "Hold remote desktops on the platform: connect, detach, reattach, take over, terminate."),
     paths(
-        auth::login, auth::refresh, auth::switch_org, auth::logout, auth::me,
+        auth::login, auth::refresh, auth::switch_org, auth::logout, auth::me, auth::change_password,
         auth::accept_invitation, auth::decline_invitation,
         members::list_members, members::get_member, members::add_member, members::update_member, members::remove_member,
         targets::list_targets, targets::get_target, targets::create_target, targets::update_target, targets::delete_target,

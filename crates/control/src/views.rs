@@ -28,6 +28,14 @@ pub(crate) struct LoginRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangePassword {
+    pub(crate) current_password: String,
+    /// At least 12 characters.
+    pub(crate) new_password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct RefreshRequest {
     pub(crate) refresh_token: String,
 }

@@ -119,6 +119,27 @@ impl Store {
         Ok(id)
     }
 
+    /// Replaces the user's password hash.
+    pub async fn set_password_hash(&self, user: UserId, password_hash: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+            .bind(user.0)
+            .bind(password_hash)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "user" });
+        }
+        Ok(())
+    }
+
+    pub async fn user_password_hash(&self, user: UserId) -> Result<String, StoreError> {
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound { what: "user" })
+    }
+
     pub async fn find_user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, name, password_hash, disabled_at IS NOT NULL AS disabled FROM users WHERE name = $1",

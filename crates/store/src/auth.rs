@@ -164,6 +164,26 @@ impl OrgTx {
         Ok(done.rows_affected())
     }
 
+    /// Revokes the user's logins in this organisation except `keep`; returns how many ended.
+    pub async fn revoke_user_logins_except(
+        &mut self,
+        user: UserId,
+        keep: Option<uuid::Uuid>,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE logins SET revoked_at = now(), revoked_reason = $4
+             WHERE org_id = $1 AND user_id = $2 AND revoked_at IS NULL AND ($3::uuid IS NULL OR id <> $3)",
+        )
+        .bind(self.org.0)
+        .bind(user.0)
+        .bind(keep)
+        .bind(reason)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The state of a login and its user's membership, in one query.
     pub async fn login_state(&mut self, login: uuid::Uuid, user: UserId) -> Result<LoginState, StoreError> {
         let row = sqlx::query(

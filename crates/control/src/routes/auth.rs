@@ -13,7 +13,9 @@ use crate::auth::{
     Authenticated, Caller, IssuedTokens, decoy_hash, issue_tokens, open_login, sha256, token_org, verify_password,
 };
 use crate::extract::{Json, Path};
-use crate::views::{LoginRequest, MeView, Named, OrgView, Permissions, RefreshRequest, SwitchRequest, TokenResponse};
+use crate::views::{
+    ChangePassword, LoginRequest, MeView, Named, OrgView, Permissions, RefreshRequest, SwitchRequest, TokenResponse,
+};
 use crate::{ApiError, AppState, authz};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -23,6 +25,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/auth/switch", post(switch_org))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/me/password", post(change_password))
         .route("/api/v1/invitations/{org_id}/accept", post(accept_invitation))
         .route(
             "/api/v1/invitations/{org_id}",
@@ -402,6 +405,63 @@ pub(crate) async fn decline_invitation(
     )
     .await?;
     tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes the caller's password. Every other login of the user, in every organisation, ends;
+/// this one stays.
+#[utoipa::path(post, path = "/api/v1/me/password", request_body = ChangePassword, tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub(crate) async fn change_password(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Json(request): Json<ChangePassword>,
+) -> Result<StatusCode, ApiError> {
+    let user = caller.require_user("change passwords")?;
+    crate::text::password(&request.new_password)?;
+    let stored = state.store.user_password_hash(user).await?;
+    let current = request.current_password;
+    let matches = tokio::task::spawn_blocking(move || verify_password(&current, &stored))
+        .await
+        .map_err(|error| ApiError::internal("password check", &error))?;
+    if !matches {
+        let entry = caller
+            .audit("user.password", "user", Outcome::Denied)
+            .object(user.0)
+            .reason("current password is wrong");
+        crate::authz::audit_ok(&state, &caller, entry).await;
+        return Err(ApiError::forbidden(
+            "the current password is wrong; the password was not changed",
+        ));
+    }
+    let new_password = request.new_password;
+    let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&new_password))
+        .await
+        .map_err(|error| ApiError::internal("password hashing", &error))?
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("password hashing failed: {error}"),
+            )
+        })?;
+    state.store.set_password_hash(user, &hash).await?;
+    for membership in state.store.user_orgs(user).await? {
+        let mut tx = state.store.org_tx(membership.org).await?;
+        let revoked = tx
+            .revoke_user_logins_except(user, caller.login, "password changed")
+            .await?;
+        if membership.org == caller.org {
+            tx.audit(
+                &caller
+                    .audit("user.password", "user", Outcome::Ok)
+                    .object(user.0)
+                    .details(serde_json::json!({"other_logins_ended": revoked})),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
