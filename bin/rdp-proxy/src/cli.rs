@@ -1,210 +1,231 @@
-//! `rdp-proxy login` and `rdp-proxy sessions …`: a thin client of the public API. Output is the
-//! API's JSON, so scripts can pipe it to `jq`.
+//! The command-line client of the public API: `login`, `logout`, `me`, `orgs`, `members`,
+//! `targets`, `credentials`, `policy`, `api-keys`, `audit` and `sessions`. Each command prints
+//! the API's JSON (pretty), so scripts can pipe it to `jq`. Errors go to stderr as the API's
+//! error code and message, and the exit status identifies the kind of failure (see
+//! [`ErrorKind`]).
 
-use std::path::PathBuf;
+mod account;
+mod api_keys;
+mod audit;
+mod client;
+mod credentials;
+mod login_file;
+mod members;
+mod policy;
+mod sessions;
+mod targets;
 
-use anyhow::{Context, bail};
+use std::io::{BufRead, IsTerminal, Write};
+
 use clap::{Args, Subcommand};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-#[derive(Args)]
-pub(crate) struct LoginArgs {
-    /// Base URL of the control plane.
-    #[arg(long, env = "RDP_PROXY_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    #[arg(long, short)]
-    user: String,
-    /// Password; read from RDP_PROXY_PASSWORD when omitted.
-    #[arg(long, env = "RDP_PROXY_PASSWORD", hide_env_values = true)]
-    password: String,
-}
+/// Control plane the CLI talks to when neither `--server` nor `RDP_PROXY_SERVER` names one.
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 #[derive(Subcommand)]
-pub(crate) enum SessionsCommand {
-    /// List sessions (your own, or all of the organisation for an admin).
-    List {
-        /// Only sessions in this state.
-        #[arg(long)]
-        state: Option<String>,
-    },
-    /// Show one session.
-    Get { id: String },
-    /// Show a session's history.
-    Events { id: String },
-    /// Open a desktop on a target (by id or name).
-    Create {
-        target: String,
-        #[arg(long)]
-        width: Option<u16>,
-        #[arg(long)]
-        height: Option<u16>,
-    },
-    /// Get a single-use attach token and the viewer URL.
-    Attach { id: String },
-    /// Take control from the current viewer (another user's session needs the admin role).
-    Takeover { id: String },
-    /// Disconnect the viewers; the desktop keeps running.
-    Detach { id: String },
-    /// End the session and its RDP connection.
-    Terminate {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-    },
+pub(crate) enum Command {
+    /// Log in to a control plane and store the tokens for the other commands.
+    Login(account::LoginArgs),
+    /// End the stored login on the server and delete the credentials file.
+    Logout,
+    /// Show the caller, the current organisation and the caller's permissions there.
+    Me,
+    /// List your organisations or switch the stored login to another one.
+    #[command(subcommand)]
+    Orgs(account::OrgsCommand),
+    /// List, add, change and remove members of the organisation.
+    #[command(subcommand)]
+    Members(members::MembersCommand),
+    /// List, show, create, change and delete RDP targets (desktops).
+    #[command(subcommand)]
+    Targets(targets::TargetsCommand),
+    /// List, show, create, change and delete the credentials targets log in with.
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
+    /// Show, validate and save the organisation's access policy.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// List, create and revoke API keys.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(api_keys::ApiKeysCommand),
+    /// List audit records and verify their hash chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// List, open, attach to, observe, detach, take over and terminate sessions.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCommand),
 }
 
-#[derive(Serialize, Deserialize)]
-struct Credentials {
-    server: String,
-    access_token: String,
-    expires_at: String,
-}
-
-fn credentials_path() -> anyhow::Result<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
-        .context("neither XDG_CONFIG_HOME nor HOME is set")?;
-    Ok(base.join("rdp-proxy").join("credentials.json"))
-}
-
-pub(crate) async fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let server = args.server.trim_end_matches('/').to_owned();
-    let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{server}/api/v1/login"))
-        .json(&json!({ "username": args.user, "password": args.password }))
-        .send()
-        .await
-        .with_context(|| format!("could not reach {server}"))?;
-    let body = read_body(response).await?;
-    let credentials = Credentials {
-        server,
-        access_token: body["access_token"]
-            .as_str()
-            .context("login response has no access_token")?
-            .to_owned(),
-        expires_at: body["expires_at"].as_str().unwrap_or_default().to_owned(),
-    };
-    let path = credentials_path()?;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&path, serde_json::to_string_pretty(&credentials)?)?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    println!("{}", serde_json::to_string_pretty(&body["user"])?);
-    eprintln!(
-        "Logged in until {}; token stored in {}",
-        credentials.expires_at,
-        path.display()
-    );
-    Ok(())
-}
-
-pub(crate) async fn sessions(command: SessionsCommand) -> anyhow::Result<()> {
-    let path = credentials_path()?;
-    let raw = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "not logged in ({} missing); run `rdp-proxy login` first",
-            path.display()
-        )
-    })?;
-    let credentials: Credentials =
-        serde_json::from_str(&raw).context("stored credentials are unreadable; run `rdp-proxy login` again")?;
-    let api = Api {
-        client: reqwest::Client::new(),
-        credentials,
-    };
+/// Runs one CLI command. On failure it prints the error to stderr and exits the process with
+/// the status of the error's [`ErrorKind`].
+pub(crate) async fn run(command: Command) {
     let result = match command {
-        SessionsCommand::List { state } => {
-            let query = state.map(|state| format!("?state={state}")).unwrap_or_default();
-            api.get(&format!("/api/v1/sessions{query}")).await?
-        }
-        SessionsCommand::Get { id } => api.get(&format!("/api/v1/sessions/{id}")).await?,
-        SessionsCommand::Events { id } => api.get(&format!("/api/v1/sessions/{id}/events")).await?,
-        SessionsCommand::Create { target, width, height } => {
-            let target_id = api.resolve_target(&target).await?;
-            api.post(
-                "/api/v1/sessions",
-                json!({ "target_id": target_id, "width": width, "height": height }),
-            )
-            .await?
-        }
-        SessionsCommand::Attach { id } => api.attach(&id, "control").await?,
-        SessionsCommand::Takeover { id } => api.attach(&id, "takeover").await?,
-        SessionsCommand::Detach { id } => api.post(&format!("/api/v1/sessions/{id}/detach"), json!({})).await?,
-        SessionsCommand::Terminate { id, reason } => {
-            api.post(&format!("/api/v1/sessions/{id}/terminate"), json!({ "reason": reason }))
-                .await?
-        }
+        Command::Login(args) => account::login(args).await,
+        Command::Logout => account::logout().await,
+        Command::Me => account::me().await,
+        Command::Orgs(command) => account::orgs(command).await,
+        Command::Members(command) => members::run(command).await,
+        Command::Targets(command) => targets::run(command).await,
+        Command::Credentials(command) => credentials::run(command).await,
+        Command::Policy(command) => policy::run(command).await,
+        Command::ApiKeys(command) => api_keys::run(command).await,
+        Command::Audit(command) => audit::run(command).await,
+        Command::Sessions(command) => sessions::run(command).await,
     };
-    println!("{}", serde_json::to_string_pretty(&result)?);
+    if let Err(error) = result {
+        let _ = std::io::stdout().flush();
+        eprintln!("error: {error:#}");
+        std::process::exit(exit_status(&error));
+    }
+}
+
+/// Kind of failure, one exit status each. clap exits with 2 on its own usage errors too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// Network, server and local file failures, and anything not listed below.
+    Other = 1,
+    /// Invalid arguments.
+    Usage = 2,
+    /// Not logged in, or the login, token or API key was rejected (HTTP 401).
+    Unauthenticated = 3,
+    /// Forbidden (HTTP 403) or not found (HTTP 404, or no object with the given name).
+    NotFound = 4,
+    /// Conflict (HTTP 409) or invalid input (HTTP 400, 413, 415 and 422), an invalid policy
+    /// file, or an audit chain that does not verify.
+    Invalid = 5,
+}
+
+/// A failure the CLI detects itself, without an API error response.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+}
+
+impl CliError {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// An error response of the API: `{"error": {"code", "message", …}}` with its HTTP status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) code: String,
+    pub(crate) message: String,
+    /// The whole response body, for details such as the problems of an invalid policy.
+    pub(crate) body: Value,
+}
+
+impl ApiError {
+    pub(crate) fn kind(&self) -> ErrorKind {
+        match self.status {
+            401 => ErrorKind::Unauthenticated,
+            403 | 404 => ErrorKind::NotFound,
+            400 | 409 | 413 | 415 | 422 => ErrorKind::Invalid,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}: {} (HTTP {})", self.code, self.message, self.status)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Exit status for `error`: that of the API error or CLI error it contains, else 1.
+fn exit_status(error: &anyhow::Error) -> i32 {
+    let kind = if let Some(api) = error.downcast_ref::<ApiError>() {
+        api.kind()
+    } else if let Some(cli) = error.downcast_ref::<CliError>() {
+        cli.kind
+    } else {
+        ErrorKind::Other
+    };
+    kind as i32
+}
+
+/// Returns the API error inside `error`, if it has one.
+pub(crate) fn api_error(error: &anyhow::Error) -> Option<&ApiError> {
+    error.downcast_ref::<ApiError>()
+}
+
+/// Paging options shared by the list commands.
+#[derive(Args)]
+pub(crate) struct PageArgs {
+    /// Items per page, 1 to 200 (the server uses 50 when omitted).
+    #[arg(long)]
+    pub(crate) limit: Option<u32>,
+    /// Start at this page: the `next_cursor` of the previous page.
+    #[arg(long)]
+    pub(crate) cursor: Option<String>,
+    /// Follow `next_cursor` to the last page and print all items as one JSON array.
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 
-struct Api {
-    client: reqwest::Client,
-    credentials: Credentials,
+/// Reads a secret: from the environment variable `env` when it is set, else from a prompt on
+/// the terminal without echo when stdin is a terminal, else as one line of stdin.
+pub(crate) fn read_secret(env: Option<&str>, prompt: &str) -> anyhow::Result<String> {
+    if let Some(value) = env.and_then(|name| std::env::var(name).ok()) {
+        return Ok(value);
+    }
+    if std::io::stdin().is_terminal() {
+        return Ok(rpassword::prompt_password(prompt)?);
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line)?;
+    if read == 0 {
+        let source = env.map_or_else(String::new, |name| format!("set {name} or "));
+        return Err(CliError::new(
+            ErrorKind::Usage,
+            format!("stdin is empty; {source}write the secret as one line to stdin"),
+        )
+        .into());
+    }
+    let secret = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(secret.strip_suffix('\r').unwrap_or(secret).to_owned())
 }
 
-impl Api {
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let request = self.client.get(format!("{}{path}", self.credentials.server));
-        self.send(request).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let request = self
-            .client
-            .post(format!("{}{path}", self.credentials.server))
-            .json(&body);
-        self.send(request).await
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = request
-            .bearer_auth(&self.credentials.access_token)
-            .send()
-            .await
-            .with_context(|| format!("could not reach {}", self.credentials.server))?;
-        read_body(response).await
-    }
-
-    async fn attach(&self, id: &str, mode: &str) -> anyhow::Result<Value> {
-        let mut body = self
-            .post(&format!("/api/v1/sessions/{id}/attach"), json!({ "mode": mode }))
-            .await?;
-        if let Some(page) = body["viewer_url"].as_str() {
-            body["viewer_page"] = Value::String(format!("{}{page}", self.credentials.server));
-        }
-        Ok(body)
-    }
-
-    async fn resolve_target(&self, target: &str) -> anyhow::Result<String> {
-        if uuid::Uuid::parse_str(target).is_ok() {
-            return Ok(target.to_owned());
-        }
-        let targets = self.get("/api/v1/targets").await?;
-        let items = targets["items"].as_array().cloned().unwrap_or_default();
-        match items.iter().find(|item| item["name"] == target) {
-            Some(item) => Ok(item["id"].as_str().unwrap_or_default().to_owned()),
-            None => bail!("no target named {target:?}; `rdp-proxy sessions` needs a target id or an existing name"),
-        }
-    }
+/// Parses `KEY=VALUE` for `--label`.
+pub(crate) fn parse_label(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("label {raw:?} must be KEY=VALUE"))
 }
 
-/// Returns the JSON body, or an error carrying the API's code and message.
-async fn read_body(response: reqwest::Response) -> anyhow::Result<Value> {
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        return Ok(body);
-    }
-    let code = body["error"]["code"].as_str().unwrap_or("unknown");
-    let message = body["error"]["message"].as_str().unwrap_or("no message");
-    bail!("{message} ({code}, HTTP {})", status.as_u16())
+/// Checks that an argument is a UUID, so it can go into a URL path as it is.
+pub(crate) fn parse_uuid(raw: &str) -> Result<String, String> {
+    uuid::Uuid::parse_str(raw)
+        .map(|id| id.to_string())
+        .map_err(|_| format!("{raw:?} is not an id (a UUID such as 0b9f4c1e-6f6d-4f5e-9a54-2d3c1f0e8a77)"))
+}
+
+pub(crate) fn is_uuid(raw: &str) -> bool {
+    uuid::Uuid::parse_str(raw).is_ok()
 }

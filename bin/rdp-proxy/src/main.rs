@@ -36,11 +36,10 @@ enum Command {
     /// Manage users and targets directly in the database.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
-    /// Log in to a control plane and store the access token for the other CLI commands.
-    Login(cli::LoginArgs),
-    /// List, open, attach to, detach, take over and terminate sessions.
-    #[command(subcommand)]
-    Sessions(cli::SessionsCommand),
+    // The API client's commands (login, logout, me, orgs, members, targets, credentials,
+    // policy, api-keys, audit, sessions) appear as top-level subcommands.
+    #[command(flatten)]
+    Cli(cli::Command),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,8 +60,10 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Dev(args) => dev::run(args).await,
             Command::Admin(command) => admin::run(command).await,
-            Command::Login(args) => cli::login(args).await,
-            Command::Sessions(command) => cli::sessions(command).await,
+            Command::Cli(command) => {
+                cli::run(command).await;
+                Ok(())
+            }
         }
     })
 }

@@ -377,7 +377,8 @@ pub(crate) struct PageQuery {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct TargetQuery {
-    /// Only targets with this label, as `key=value`; repeat for several.
+    /// Only targets with these labels, as `key=value`; several separated by commas
+    /// (`env=prod,team=web`) must all match.
     pub(crate) label: Option<String>,
     pub(crate) limit: Option<i64>,
     pub(crate) cursor: Option<String>,
@@ -386,7 +387,7 @@ pub(crate) struct TargetQuery {
 #[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct MemberQuery {
     pub(crate) role: Option<String>,
-    /// `active` or `disabled`.
+    /// `active`, `disabled` or `invited`.
     pub(crate) status: Option<String>,
     pub(crate) limit: Option<i64>,
     pub(crate) cursor: Option<String>,

@@ -228,23 +228,26 @@ impl OrgTx {
         .transpose()
     }
 
-    /// Members ordered by name; the cursor is the last name seen.
+    /// Members ordered by name; the cursor is the last name seen. `status` is `active`,
+    /// `disabled` or `invited`.
     pub async fn list_members(
         &mut self,
         role: Option<Role>,
-        disabled: Option<bool>,
+        status: Option<&str>,
         after: Option<&Cursor>,
         limit: i64,
     ) -> Result<Page<MemberRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "{MEMBER_SELECT} WHERE m.org_id = $1 AND ($2::text IS NULL OR m.role = $2)
-               AND ($3::boolean IS NULL OR (m.disabled_at IS NOT NULL) = $3)
+               AND ($3::text IS NULL OR (CASE WHEN m.disabled_at IS NOT NULL THEN 'disabled'
+                                              WHEN m.accepted_at IS NULL THEN 'invited'
+                                              ELSE 'active' END) = $3)
                AND ($4::text IS NULL OR u.name > $4)
              ORDER BY u.name LIMIT $5"
         ))
         .bind(self.org.0)
         .bind(role.map(Role::as_str))
-        .bind(disabled)
+        .bind(status)
         .bind(after.map(|cursor| cursor.0.clone()))
         .bind(limit + 1)
         .fetch_all(self.conn())

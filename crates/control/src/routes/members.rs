@@ -51,14 +51,13 @@ pub(crate) async fn list_members(
 ) -> Result<Json<Page<MemberView>>, ApiError> {
     require_manage(&state, &caller).await?;
     let role_filter = query.role.as_deref().map(role).transpose()?;
-    let disabled = match query.status.as_deref() {
+    let status = match query.status.as_deref() {
         None | Some("") => None,
-        Some("active") => Some(false),
-        Some("disabled") => Some(true),
+        Some(status @ ("active" | "disabled" | "invited")) => Some(status),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_status",
-                format!("unknown status {other:?}; use active or disabled"),
+                format!("unknown status {other:?}; use active, disabled or invited"),
             ));
         }
     };
@@ -67,7 +66,7 @@ pub(crate) async fn list_members(
         .store
         .org_tx(caller.org)
         .await?
-        .list_members(role_filter, disabled, cursor.as_ref(), page_limit(query.limit)?)
+        .list_members(role_filter, status, cursor.as_ref(), page_limit(query.limit)?)
         .await?;
     Ok(Json(Page::from_store(page, MemberView::from)))
 }

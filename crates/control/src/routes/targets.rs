@@ -30,11 +30,17 @@ pub(crate) fn router() -> Router<AppState> {
 
 fn label_filter(raw: Option<&str>) -> Result<TargetFilter, ApiError> {
     let mut filter = TargetFilter::default();
-    if let Some(raw) = raw.filter(|raw| !raw.is_empty()) {
-        let (key, value) = raw
+    for pair in raw
+        .unwrap_or_default()
+        .split(',')
+        .filter(|pair| !pair.trim().is_empty())
+    {
+        let (key, value) = pair
             .split_once('=')
-            .ok_or_else(|| ApiError::bad_request("invalid_label", "label filter must be key=value"))?;
-        filter.labels.insert(key.trim().to_owned(), value.trim().to_owned());
+            .ok_or_else(|| ApiError::bad_request("invalid_label", "label filter must be key=value[,key=value…]"))?;
+        let normalise =
+            |text: &str| -> String { unicode_normalization::UnicodeNormalization::nfc(text.trim()).collect() };
+        filter.labels.insert(normalise(key), normalise(value));
     }
     Ok(filter)
 }
