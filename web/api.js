@@ -419,6 +419,14 @@ export async function switchOrg(orgId) {
   return response;
 }
 
+/** Replaces the user's password; every other login of the user ends. */
+export function changePassword(currentPassword, newPassword) {
+  return request("POST", "/api/v1/me/password", {
+    current_password: currentPassword,
+    new_password: newPassword,
+  });
+}
+
 /** Accepts the invitation of organisation `orgId`; answers with GET /api/v1/me's shape. */
 export function acceptInvitation(orgId) {
   return request("POST", `/api/v1/invitations/${encodeURIComponent(orgId)}/accept`);

@@ -10,6 +10,7 @@
 import {
   acceptInvitation,
   ApiError,
+  changePassword,
   clearLogin,
   declineInvitation,
   getMe,
@@ -141,6 +142,8 @@ function resetSections() {
 /** Shows the login form with `message`, or with the reason a login in this tab ended. */
 function showLogin(message = undefined) {
   renderInvitations([]);
+  document.getElementById("password-form").reset();
+  document.getElementById("password-card").hidden = true;
   generation += 1;
   me = null;
   resetSections();
@@ -316,6 +319,39 @@ function renderInvitations(invitations) {
   }
 }
 
+/** The "Change password" card: opened from the account bar, closed on success or Cancel. */
+function setUpPasswordForm() {
+  const card = document.getElementById("password-card");
+  const form = document.getElementById("password-form");
+  const current = document.getElementById("current-password");
+  const next = document.getElementById("new-password");
+  const submit = document.getElementById("password-submit");
+  const close = () => {
+    form.reset();
+    card.hidden = true;
+  };
+  document.getElementById("password-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    card.hidden = false;
+    current.focus();
+  });
+  document.getElementById("password-cancel").addEventListener("click", close);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError();
+    submit.disabled = true;
+    try {
+      await changePassword(current.value, next.value);
+      close();
+      showStatus("Password changed. Your other sign-ins have ended.");
+    } catch (error) {
+      reportError(error);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+}
+
 async function onLoginSubmit(event) {
   event.preventDefault();
   clearError();
@@ -390,6 +426,7 @@ function onOtherTabLoginChange(login) {
 
 elements.loginForm.addEventListener("submit", onLoginSubmit);
 elements.logout.addEventListener("click", onLogout);
+setUpPasswordForm();
 elements.orgSelect.addEventListener("change", onOrgChange);
 elements.tabs.addEventListener("keydown", onTabKeyDown);
 for (const { name } of SECTIONS) {
