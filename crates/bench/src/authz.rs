@@ -2,7 +2,7 @@
 //! the round trip of a Redis PING over loopback as the cost of one cheap network request.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result, ensure};
 use rdp_proxy_core::access::Role;
@@ -12,7 +12,7 @@ use redis::aio::ConnectionManager;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::report::{Row, Summary, format_summary};
+use crate::report::{Row, TimeUnit, Timings, format_summary};
 
 /// Decisions made before timing, so the policy model (built on first use) and CPU caches are warm.
 const DECISION_WARM_UP: usize = 1_000;
@@ -20,50 +20,6 @@ const DECISION_WARM_UP: usize = 1_000;
 const DECISIONS: usize = 10_000;
 const PING_WARM_UP: usize = 100;
 const PINGS: usize = 1_000;
-
-/// Individually timed operations of one kind.
-pub struct Timings {
-    samples: Vec<Duration>,
-}
-
-impl Timings {
-    fn new(mut samples: Vec<Duration>) -> Timings {
-        samples.sort_unstable();
-        Timings { samples }
-    }
-
-    /// Returns the nearest-rank percentile `percent` in microseconds.
-    fn percentile_micros(&self, percent: f64) -> f64 {
-        let rank = (percent / 100.0 * self.samples.len() as f64).ceil() as usize;
-        let index = rank.clamp(1, self.samples.len()) - 1;
-        micros(self.samples[index])
-    }
-
-    fn mean_micros(&self) -> f64 {
-        let total: Duration = self.samples.iter().sum();
-        micros(total) / self.samples.len() as f64
-    }
-
-    fn summary_micros(&self) -> Option<Summary> {
-        let values: Vec<f64> = self.samples.iter().copied().map(micros).collect();
-        Summary::of(&values)
-    }
-
-    /// Formats as `p50 …, p99 …, mean … µs (N samples)`.
-    fn describe(&self) -> String {
-        format!(
-            "p50 {:.1} µs, p99 {:.1} µs, mean {:.1} µs ({} samples)",
-            self.percentile_micros(50.0),
-            self.percentile_micros(99.0),
-            self.mean_micros(),
-            self.samples.len()
-        )
-    }
-}
-
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1_000_000.0
-}
 
 pub struct AuthzResults {
     pub member_connect: Timings,
@@ -174,28 +130,11 @@ async fn time_pings(url: &str) -> Result<Timings> {
     Ok(Timings::new(samples))
 }
 
-async fn ping(connection: &mut ConnectionManager) -> Result<()> {
+/// Sends one PING and checks that the reply is PONG.
+pub async fn ping(connection: &mut ConnectionManager) -> Result<()> {
     let reply: String = redis::cmd("PING").query_async(connection).await?;
     ensure!(reply == "PONG", "unexpected PING reply {reply:?}");
     Ok(())
-}
-
-/// Returns `numerator / denominator` of the p50s, formatted.
-fn p50_ratio(numerator: &Timings, denominator: &Timings) -> String {
-    format!(
-        "{:.3}",
-        numerator.percentile_micros(50.0) / denominator.percentile_micros(50.0)
-    )
-}
-
-/// Returns the ratio of the medians as the summary table computes them.
-fn median_ratio(numerator: &Timings, denominator: &Timings) -> String {
-    match (numerator.summary_micros(), denominator.summary_micros()) {
-        (Some(numerator), Some(denominator)) if denominator.median > 0.0 => {
-            format!("{:.3}", numerator.median / denominator.median)
-        }
-        _ => "—".to_owned(),
-    }
 }
 
 pub fn print(results: &AuthzResults, rows: &mut Vec<Row>) {
@@ -217,23 +156,23 @@ pub fn print(results: &AuthzResults, rows: &mut Vec<Row>) {
         ),
     ];
     for (label, _, timings) in &cases {
-        println!("- {label}: {}", timings.describe());
+        println!("- {label}: {}", timings.describe(TimeUnit::Micros));
     }
-    println!("- baseline: Redis PING round trip: {}", ping.describe());
+    println!("- baseline: Redis PING round trip: {}", ping.describe(TimeUnit::Micros));
     for (label, _, timings) in &cases {
-        println!("- ratio {label} / Redis PING (p50): {}", p50_ratio(timings, ping));
+        println!("- ratio {label} / Redis PING (p50): {}", timings.p50_ratio(ping));
     }
     println!();
 
     for (_, figure, timings) in cases {
         rows.push(Row {
             figure: figure.to_owned(),
-            measured: format_summary(timings.summary_micros(), 1, "µs"),
+            measured: format_summary(timings.summary(TimeUnit::Micros), 1, "µs"),
             baseline: format!(
                 "Redis PING round trip: {}",
-                format_summary(ping.summary_micros(), 1, "µs")
+                format_summary(ping.summary(TimeUnit::Micros), 1, "µs")
             ),
-            ratio: median_ratio(timings, ping),
+            ratio: timings.median_ratio(ping),
             goal: "well under 100 µs per decision".to_owned(),
         });
     }

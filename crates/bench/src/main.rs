@@ -6,6 +6,7 @@
 //! as the direct client and headless Chromium. It needs the packages listed in the testkit crate
 //! and root (PostgreSQL runs as `postgres`). Results go to stdout, progress to stderr.
 
+mod attach_flow;
 mod authz;
 mod desktop;
 mod direct;
@@ -30,13 +31,14 @@ use crate::report::Row;
 
 #[derive(Parser)]
 #[command(
-    about = "Measure rdp-proxy reattach time, memory and CPU per held session, input latency and authorisation time"
+    about = "Measure rdp-proxy reattach time, memory and CPU per held session, input latency, authorisation time and attach-flow latency"
 )]
 struct Args {
     /// The rdp-proxy binary to run; build it with `cargo build --release -p rdp-proxy`.
     #[arg(long, default_value = "target/release/rdp-proxy")]
     binary: PathBuf,
-    /// Runs per figure; each prints min, median and max.
+    /// Runs per figure for figures 1 to 4; each prints min, median and max. Figures 5 and 6 time a
+    /// fixed number of operations.
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Sessions held at once for the memory and CPU figures.
@@ -63,6 +65,8 @@ enum Figure {
     Input,
     /// Figure 5: authorisation decision time with the default policies, beside a Redis PING.
     Authz,
+    /// Figure 6: attach request → `ready` of a held session, beside Redis PING and PostgreSQL `SELECT 1`.
+    Attach,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +91,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     anyhow::ensure!(args.runs > 0, "invalid --runs 0; use at least 1");
     anyhow::ensure!(args.sessions > 0, "invalid --sessions 0; use at least 1");
     let figures = if args.figures.is_empty() {
-        vec![Figure::Reattach, Figure::Held, Figure::Input, Figure::Authz]
+        vec![
+            Figure::Reattach,
+            Figure::Held,
+            Figure::Input,
+            Figure::Authz,
+            Figure::Attach,
+        ]
     } else {
         args.figures.clone()
     };
@@ -157,6 +167,11 @@ async fn measure_figure(
             let results = authz::run().await?;
             authz::print(&results, rows);
         }
+        Figure::Attach => {
+            tracing::info!("figure 6: attach flow");
+            let results = attach_flow::run(binary).await?;
+            attach_flow::print(&results, rows);
+        }
     }
     Ok(())
 }
@@ -167,6 +182,7 @@ fn figure_name(figure: Figure) -> &'static str {
         Figure::Held => "figures 2 and 3 (held sessions)",
         Figure::Input => "figure 4 (input latency)",
         Figure::Authz => "figure 5 (authorisation decision time)",
+        Figure::Attach => "figure 6 (attach flow)",
     }
 }
 

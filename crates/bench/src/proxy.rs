@@ -116,7 +116,7 @@ pub async fn attach_until_full_frame(
 }
 
 /// Reads messages up to and including the next batch end and returns the binary ones.
-async fn read_batch(socket: &mut Socket) -> Result<Vec<Bytes>> {
+pub async fn read_batch(socket: &mut Socket) -> Result<Vec<Bytes>> {
     let mut messages = Vec::new();
     let read = async {
         while let Some(message) = socket.next().await {

@@ -64,6 +64,103 @@ pub fn mebibytes(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
 }
 
+/// Unit in which [`Timings`] are printed.
+#[derive(Clone, Copy, Debug)]
+pub enum TimeUnit {
+    /// Microseconds, printed with one decimal.
+    Micros,
+    /// Milliseconds, printed with three decimals.
+    Millis,
+}
+
+impl TimeUnit {
+    fn of(self, duration: Duration) -> f64 {
+        match self {
+            TimeUnit::Micros => duration.as_secs_f64() * 1_000_000.0,
+            TimeUnit::Millis => duration.as_secs_f64() * 1_000.0,
+        }
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            TimeUnit::Micros => "µs",
+            TimeUnit::Millis => "ms",
+        }
+    }
+
+    fn decimals(self) -> usize {
+        match self {
+            TimeUnit::Micros => 1,
+            TimeUnit::Millis => 3,
+        }
+    }
+}
+
+/// Individually timed operations of one kind, sorted from fastest to slowest.
+pub struct Timings {
+    samples: Vec<Duration>,
+}
+
+impl Timings {
+    /// Sorts `samples`. Panics when `samples` is empty, because no percentile exists then.
+    pub fn new(mut samples: Vec<Duration>) -> Timings {
+        assert!(!samples.is_empty(), "Timings::new needs at least one sample");
+        samples.sort_unstable();
+        Timings { samples }
+    }
+
+    /// Returns the nearest-rank percentile `percent`.
+    pub fn percentile(&self, percent: f64) -> Duration {
+        let rank = (percent / 100.0 * self.samples.len() as f64).ceil() as usize;
+        let index = rank.clamp(1, self.samples.len()) - 1;
+        self.samples[index]
+    }
+
+    pub fn mean(&self) -> Duration {
+        let total: Duration = self.samples.iter().sum();
+        Duration::from_secs_f64(total.as_secs_f64() / self.samples.len() as f64)
+    }
+
+    /// Summarises the samples in `unit`, for the summary table.
+    pub fn summary(&self, unit: TimeUnit) -> Option<Summary> {
+        let values: Vec<f64> = self.samples.iter().map(|&sample| unit.of(sample)).collect();
+        Summary::of(&values)
+    }
+
+    /// Formats as `p50 …, p95 …, p99 …, mean … unit (N samples)`.
+    pub fn describe(&self, unit: TimeUnit) -> String {
+        let decimals = unit.decimals();
+        format!(
+            "p50 {:.decimals$}, p95 {:.decimals$}, p99 {:.decimals$}, mean {:.decimals$} {} ({} samples)",
+            unit.of(self.percentile(50.0)),
+            unit.of(self.percentile(95.0)),
+            unit.of(self.percentile(99.0)),
+            unit.of(self.mean()),
+            unit.symbol(),
+            self.samples.len()
+        )
+    }
+
+    /// Returns `self / denominator` of the p50s, formatted with three decimals.
+    pub fn p50_ratio(&self, denominator: &Timings) -> String {
+        let denominator = denominator.percentile(50.0).as_secs_f64();
+        if denominator == 0.0 {
+            return "—".to_owned();
+        }
+        format!("{:.3}", self.percentile(50.0).as_secs_f64() / denominator)
+    }
+
+    /// Returns the ratio of the medians as the summary table computes them.
+    pub fn median_ratio(&self, denominator: &Timings) -> String {
+        match (self.summary(TimeUnit::Micros), denominator.summary(TimeUnit::Micros)) {
+            (Some(numerator), Some(denominator)) if denominator.median > 0.0 => {
+                format!("{:.3}", numerator.median / denominator.median)
+            }
+            _ => "—".to_owned(),
+        }
+    }
+}
+
 /// One row of the final table: a figure, the measured value, its baseline and their ratio.
 pub struct Row {
     pub figure: String,
@@ -116,6 +213,39 @@ mod tests {
     fn summary_format() {
         let summary = Summary::of(&[1.25, 2.5, 10.0]).expect("three values");
         assert_eq!(summary.format(1, "ms"), "2.5 (1.2–10.0) ms");
+    }
+
+    #[test]
+    fn timings_percentiles() {
+        let samples = (1..=100).map(Duration::from_millis).rev().collect();
+        let timings = Timings::new(samples);
+        assert_eq!(timings.percentile(50.0), Duration::from_millis(50));
+        assert_eq!(timings.percentile(95.0), Duration::from_millis(95));
+        assert_eq!(timings.percentile(99.0), Duration::from_millis(99));
+        assert_eq!(timings.percentile(0.0), Duration::from_millis(1));
+        assert_eq!(timings.percentile(100.0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn timings_mean() {
+        let timings = Timings::new(vec![Duration::from_micros(10), Duration::from_micros(30)]);
+        assert_eq!(timings.mean(), Duration::from_micros(20));
+    }
+
+    #[test]
+    fn timings_describe_millis() {
+        let timings = Timings::new(vec![Duration::from_micros(1_500)]);
+        assert_eq!(
+            timings.describe(TimeUnit::Millis),
+            "p50 1.500, p95 1.500, p99 1.500, mean 1.500 ms (1 samples)"
+        );
+    }
+
+    #[test]
+    fn timings_p50_ratio() {
+        let numerator = Timings::new(vec![Duration::from_millis(3)]);
+        let denominator = Timings::new(vec![Duration::from_millis(2)]);
+        assert_eq!(numerator.p50_ratio(&denominator), "1.500");
     }
 
     #[test]
