@@ -22,12 +22,13 @@ pub struct Service {
     pub addr: String,
 }
 
+/// Fields drop in declaration order: the services stop before the databases they use.
 pub struct Stack {
-    pub env: Env,
-    pub postgres: Postgres,
-    pub redis: Redis,
     pub control: Service,
     pub workers: Vec<Service>,
+    pub env: Env,
+    pub redis: Redis,
+    pub postgres: Postgres,
     dir: tempfile::TempDir,
 }
 
