@@ -149,9 +149,12 @@ describe("organisation portal in Chromium", { skip: !chromiumAvailable() && "Chr
     await click("logout");
     await browser.waitFor(`!${byId("login-view")}.hidden`);
     assert.equal(apiRequests("POST", "/api/v1/logout").length, 1, "logout revokes the login");
+    const loginsBefore = apiRequests("POST", "/api/v1/login").length;
     await fill("username", "alice");
     await fill("password", "alice-password");
     await click("login-submit");
+    // The header may still show "Lab" from before the logout, so wait for the request itself.
+    await waitUntil(() => apiRequests("POST", "/api/v1/login").length > loginsBefore, "the second login request");
     await browser.waitFor(`${byId("org-name")}.textContent === "Lab"`);
     assert.deepEqual(apiRequests("POST", "/api/v1/login").at(-1).body, {
       username: "alice",

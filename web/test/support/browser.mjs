@@ -212,6 +212,8 @@ export class Browser {
         this.child.once("exit", resolve);
       }
     });
-    await rm(this.profile, { recursive: true, force: true });
+    // Chromium's helper processes may still write to the profile for a moment after the main
+    // process exits, so removal retries on ENOTEMPTY and EBUSY.
+    await rm(this.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   }
 }
