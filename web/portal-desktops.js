@@ -76,7 +76,12 @@ export function createDesktopsSection(context) {
   async function openDesktop(target, button) {
     context.clearError();
     button.disabled = true;
-    const size = requestedDesktopSize(window.innerWidth, window.innerHeight - VIEWER_TOOLBAR_HEIGHT);
+    const wanted = requestedDesktopSize(window.innerWidth, window.innerHeight - VIEWER_TOOLBAR_HEIGHT);
+    // A desktop with a size limit opens at most that large.
+    const size = {
+      width: target.max_width ? Math.min(wanted.width, target.max_width) : wanted.width,
+      height: target.max_height ? Math.min(wanted.height, target.max_height) : wanted.height,
+    };
     try {
       const session = await createSession(target.id, size.width, size.height);
       window.location.assign(viewerUrl(session.id, "control"));

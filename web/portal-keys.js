@@ -150,7 +150,8 @@ export function createKeysSection(context) {
 
   fillSelect(
     elements.role,
-    ROLES.map((role) => [role, role]),
+    // The server never gives an API key the owner role.
+    ROLES.filter((role) => role !== "owner").map((role) => [role, role]),
     "member",
   );
   elements.form.addEventListener("submit", onSubmit);

@@ -510,7 +510,9 @@ async fn cli_mirrors_the_api() -> Result<()> {
         .run(&["audit", "list", "--action", "member.add", "--all"])
         .await?
         .json();
-    assert_eq!(additions.as_array().map(Vec::len), Some(3), "{additions}");
+    // Three members added through the CLI, and the owner added by `rdp-proxy admin` at set-up.
+    assert_eq!(additions.as_array().map(Vec::len), Some(4), "{additions}");
+    assert_eq!(additions[3]["actor_name"], "rdp-proxy admin", "{additions}");
 
     // An access token stored as expired is refreshed first, and the old refresh token is spent.
     let mut login = cli.stored()?;

@@ -387,6 +387,73 @@ async fn members_policies_and_names() -> Result<()> {
         "those who manage targets see every target"
     );
 
+    // A policy that forbids managing policies cannot lock the owners out: they can still fix it.
+    let version = owner.get("/api/v1/policy").await?["version"].as_i64().unwrap_or(0);
+    let lockout = format!(
+        "{default_text}\n@id(\"nobody-edits\")\nforbid (principal, action == RdpProxy::Action::\"manage_policies\", resource);\n"
+    );
+    let saved = owner
+        .put("/api/v1/policy", json!({"text": lockout, "version": version}))
+        .await?;
+    assert_eq!(
+        admin.raw("GET", "/api/v1/policy", None).await?.0,
+        403,
+        "the policy binds admins"
+    );
+    let restored = owner
+        .put(
+            "/api/v1/policy",
+            json!({"text": default_text, "version": saved["version"]}),
+        )
+        .await?;
+    assert!(restored["version"].as_i64() > saved["version"].as_i64());
+
+    // Look-alike names are refused, and user names do not depend on case.
+    let hidden = owner
+        .raw(
+            "POST",
+            "/api/v1/members",
+            Some(json!({"username": "ali\u{200B}ce", "role": "member", "password": "hidden-space-pass"})),
+        )
+        .await?;
+    assert_eq!(error_code(&hidden), (400, "invalid_name".into()));
+    let shouting = owner
+        .raw(
+            "POST",
+            "/api/v1/members",
+            Some(json!({"username": MEMBER.0.to_uppercase(), "role": "member", "password": "another-password-1"})),
+        )
+        .await?;
+    assert_eq!(shouting.0, 409, "{}", shouting.1);
+    Api::login(&base, &MEMBER.0.to_uppercase(), MEMBER.1).await?;
+
+    // An owner invitation can be withdrawn even while the organisation has a single owner.
+    tokio::task::block_in_place(|| stack.add_user_in("elsewhere", "oskar", "oskar-password-1", "member"))?;
+    let oskar = owner
+        .post("/api/v1/members", json!({"username": "oskar", "role": "owner"}))
+        .await?;
+    owner
+        .delete(&format!(
+            "/api/v1/members/{}",
+            oskar["user_id"].as_str().unwrap_or_default()
+        ))
+        .await?;
+
+    // API keys made by a member stop working when that member is disabled.
+    let key = admin
+        .post("/api/v1/api-keys", json!({"name": "admin-bot", "role": "member"}))
+        .await?;
+    let bot = Api::with_token(&base, key["key"].as_str().context("key")?);
+    bot.get("/api/v1/me").await?;
+    let admin_id = admin.login["user"]["id"].as_str().unwrap_or_default().to_owned();
+    owner
+        .patch(&format!("/api/v1/members/{admin_id}"), json!({"disabled": true}))
+        .await?;
+    assert_eq!(
+        error_code(&bot.raw("GET", "/api/v1/me", None).await?),
+        (401, "token_revoked".into())
+    );
+
     let check = auditor.get("/api/v1/audit/verify").await?;
     assert_eq!(check["ok"], true, "{check}");
     assert!(check["checked"].as_u64().unwrap_or(0) > 5);

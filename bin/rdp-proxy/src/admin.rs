@@ -17,9 +17,13 @@ pub(crate) enum AdminCommand {
         database: DatabaseArgs,
         #[arg(long)]
         name: String,
-        /// The user's password; read from RDP_PROXY_NEW_PASSWORD when omitted.
+        /// Password of a new user (at least 12 characters); read from RDP_PROXY_NEW_PASSWORD when
+        /// omitted. An existing user keeps their password unless --reset-password is given.
         #[arg(long, env = "RDP_PROXY_NEW_PASSWORD", hide_env_values = true)]
-        password: String,
+        password: Option<String>,
+        /// Replace an existing user's password and end their logins in every organisation.
+        #[arg(long, requires = "password")]
+        reset_password: bool,
         /// `owner`, `admin`, `operator`, `member` or `auditor`.
         #[arg(long, default_value = "member")]
         role: String,
@@ -97,12 +101,13 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
             password,
             role,
             org,
+            reset_password,
         } => {
             let role = Role::parse(&role).with_context(|| {
                 format!("--role {role:?} is unknown; use owner, admin, operator, member or auditor")
             })?;
             let store = connect(&database).await?;
-            let id = add_user(&store, &org, &name, &password, role).await?;
+            let id = add_user(&store, &org, &name, password.as_deref(), role, reset_password).await?;
             println!(
                 "{}",
                 serde_json::json!({ "user_id": id.to_string(), "name": name, "role": role.as_str(), "org": org })
@@ -218,22 +223,65 @@ pub(crate) async fn add_target(
     Ok(store.upsert_target(org, &target).await?)
 }
 
-/// Creates or updates a user with an Argon2id hash of `password` and sets its role in `org`.
+/// Creates the user (Argon2id hash of `password`) or finds the existing one, gives it `role` in
+/// organisation `org` (created when missing) and audits the change there. An existing user's
+/// password changes only with `reset`, which also ends their logins everywhere.
 pub(crate) async fn add_user(
     store: &Store,
     org: &str,
     name: &str,
-    password: &str,
+    password: Option<&str>,
     role: Role,
+    reset: bool,
 ) -> anyhow::Result<rdp_proxy_core::UserId> {
-    anyhow::ensure!(password.len() >= 8, "password must be at least 8 characters");
-    let org_id = store.ensure_org(org).await?;
-    let password = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || rdp_proxy_control::hash_password(&password))
-        .await?
-        .map_err(|error| anyhow::anyhow!("could not hash the password: {error}"))?;
-    let id = store.upsert_user(name, &hash).await?;
+    let name = rdp_proxy_control::text::user_name(name).map_err(|error| anyhow::anyhow!(error.message))?;
+    let org_name =
+        rdp_proxy_control::text::name("organisation", org, 100).map_err(|error| anyhow::anyhow!(error.message))?;
+    let hash = match password {
+        Some(password) => {
+            rdp_proxy_control::text::password(password).map_err(|error| anyhow::anyhow!(error.message))?;
+            let password = password.to_owned();
+            Some(
+                tokio::task::spawn_blocking(move || rdp_proxy_control::hash_password(&password))
+                    .await?
+                    .map_err(|error| anyhow::anyhow!("could not hash the password: {error}"))?,
+            )
+        }
+        None => None,
+    };
+    let org_id = store.ensure_org(&org_name).await?;
+    let (id, created, reset_done) = match store.find_user_by_name(&name).await? {
+        Some(existing) => {
+            if let (true, Some(hash)) = (reset, &hash) {
+                store.set_password_hash(existing.id, hash).await?;
+                for membership in store.user_orgs(existing.id).await? {
+                    let mut tx = store.org_tx(membership.org).await?;
+                    tx.revoke_user_logins(existing.id, "password reset by an operator")
+                        .await?;
+                    tx.commit().await?;
+                }
+                (existing.id, false, true)
+            } else {
+                (existing.id, false, false)
+            }
+        }
+        None => {
+            let hash = hash.context("a new user needs --password or RDP_PROXY_NEW_PASSWORD")?;
+            (store.create_user(&name, &hash).await?, true, false)
+        }
+    };
     store.set_membership(org_id, id, role).await?;
+    let entry = rdp_proxy_store::AuditEntry::new("member.add", "user", rdp_proxy_core::audit::Outcome::Ok)
+        .actor(
+            rdp_proxy_core::audit::ActorKind::System,
+            None,
+            Some("rdp-proxy admin".into()),
+        )
+        .object(id.0)
+        .details(serde_json::json!({
+            "name": name, "role": role.as_str(), "account_created": created, "password_reset": reset_done,
+        }));
+    store.audit(org_id, &entry).await?;
     Ok(id)
 }
 

@@ -197,8 +197,25 @@ async fn seed(
     args: &DevArgs,
     secrets: &DevSecrets,
 ) -> anyhow::Result<()> {
-    crate::admin::add_user(store, "default", "demo", &secrets.member_password, Role::Member).await?;
-    crate::admin::add_user(store, "default", "admin", &secrets.admin_password, Role::Owner).await?;
+    // Existing demo users keep the password they may have changed in the portal.
+    crate::admin::add_user(
+        store,
+        "default",
+        "demo",
+        Some(&secrets.member_password),
+        Role::Member,
+        false,
+    )
+    .await?;
+    crate::admin::add_user(
+        store,
+        "default",
+        "admin",
+        Some(&secrets.admin_password),
+        Role::Owner,
+        false,
+    )
+    .await?;
     if let Some(address) = &args.demo_target {
         let (host, port) = address.rsplit_once(':').context("--demo-target must be HOST:PORT")?;
         let port: u16 = port.parse().context("--demo-target port must be a number")?;

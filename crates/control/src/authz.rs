@@ -65,8 +65,26 @@ pub(crate) fn session_facts(
 
 /// Evaluates one request without side effects.
 pub(crate) fn decide(set: &PolicySet, caller: &Caller, action: Action, resource: &Resource) -> Decision {
-    rdp_proxy_policy::authorize(set, &caller.principal, action, resource, OffsetDateTime::now_utc())
+    let decision = rdp_proxy_policy::authorize(set, &caller.principal, action, resource, OffsetDateTime::now_utc());
+    // However the policy reads, an owner can still read and fix it: a policy that locked every
+    // owner out would otherwise be repairable only with SQL.
+    if !decision.allowed
+        && action == Action::ManagePolicies
+        && caller.principal.role == rdp_proxy_core::access::Role::Owner
+        && caller.principal.kind == rdp_proxy_policy::PrincipalKind::User
+    {
+        return Decision {
+            allowed: true,
+            reasons: vec![OWNERS_MANAGE_POLICIES.to_owned()],
+            limits: rdp_proxy_policy::Limits::default(),
+            errors: decision.errors,
+        };
+    }
+    decision
 }
+
+/// Reason recorded when the built-in rule, not the policy, let an owner manage policies.
+pub(crate) const OWNERS_MANAGE_POLICIES: &str = "built-in: owners always manage policies";
 
 /// [`decide`], timed into the organisation's decision histogram.
 fn decide_timed(state: &AppState, set: &PolicySet, caller: &Caller, action: Action, resource: &Resource) -> Decision {

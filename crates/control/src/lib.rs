@@ -11,7 +11,7 @@ mod metrics;
 mod openapi;
 mod reaper;
 mod routes;
-mod text;
+pub mod text;
 mod vault;
 mod views;
 

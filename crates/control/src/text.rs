@@ -6,8 +6,17 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::ApiError;
 
+/// Invisible characters that change how text is shown or compared (zero-width spaces and
+/// joiners, direction overrides and isolates, the byte-order mark, the soft hyphen): two names
+/// that differ only in these look identical, and a direction override reverses what follows.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}')
+}
+
 /// Returns `raw` trimmed and in NFC, or a 400 naming `field`.
-pub(crate) fn name(field: &'static str, raw: &str, max_chars: usize) -> Result<String, ApiError> {
+pub fn name(field: &'static str, raw: &str, max_chars: usize) -> Result<String, ApiError> {
     let normalised: String = raw.trim().nfc().collect();
     let length = normalised.chars().count();
     if length == 0 {
@@ -28,11 +37,17 @@ pub(crate) fn name(field: &'static str, raw: &str, max_chars: usize) -> Result<S
             format!("{field} must not contain control characters"),
         ));
     }
+    if normalised.chars().any(is_invisible_format) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("{field} must not contain invisible formatting characters (zero-width or direction marks)"),
+        ));
+    }
     Ok(normalised)
 }
 
 /// A user name: like [`name`], and without spaces inside, since people type it at login.
-pub(crate) fn user_name(raw: &str) -> Result<String, ApiError> {
+pub fn user_name(raw: &str) -> Result<String, ApiError> {
     let normalised = name("username", raw, 64)?;
     if normalised.chars().any(char::is_whitespace) {
         return Err(ApiError::bad_request(
@@ -44,7 +59,7 @@ pub(crate) fn user_name(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Checks a new password: at least 12 characters, at most 1024 bytes.
-pub(crate) fn password(raw: &str) -> Result<(), ApiError> {
+pub fn password(raw: &str) -> Result<(), ApiError> {
     if raw.chars().count() < 12 {
         return Err(ApiError::bad_request(
             "weak_password",
@@ -84,6 +99,8 @@ mod tests {
         assert!(name("name", "abcdefghijk", 10).is_err());
         assert!(name("name", "a\u{7}b", 10).is_err());
         assert!(user_name("two words").is_err());
+        assert!(user_name("al\u{200B}ice").is_err());
+        assert!(name("name", "MP\u{202E}gnp.exe", 20).is_err());
         assert!(password("short").is_err());
         assert!(password("long enough pass").is_ok());
     }

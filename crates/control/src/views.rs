@@ -283,6 +283,8 @@ pub(crate) struct ApiKeyView {
     pub(crate) id: Uuid,
     pub(crate) name: String,
     pub(crate) role: String,
+    /// The user who created the key; disabling or removing that member revokes it.
+    pub(crate) created_by: Option<Uuid>,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -302,6 +304,7 @@ impl From<ApiKeyRecord> for ApiKeyView {
             id: record.id,
             name: record.name,
             role: record.role.as_str().to_owned(),
+            created_by: record.created_by.map(|user| user.0),
             created_at: record.created_at,
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,

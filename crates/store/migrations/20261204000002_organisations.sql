@@ -30,6 +30,9 @@ ALTER TABLE memberships ADD COLUMN disabled_at timestamptz;
 ALTER TABLE memberships ADD COLUMN accepted_at timestamptz;
 UPDATE memberships SET accepted_at = created_at;
 
+-- User names are compared without case: "alice" and "ALICE" are one account.
+CREATE UNIQUE INDEX users_name_lower ON users (lower(name));
+
 -- Credentials and targets ---------------------------------------------------------------------
 
 -- One data key per organisation, wrapped by the master key named by master_key_id.

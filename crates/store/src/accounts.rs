@@ -142,7 +142,7 @@ impl Store {
 
     pub async fn find_user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, password_hash, disabled_at IS NOT NULL AS disabled FROM users WHERE name = $1",
+            "SELECT id, name, password_hash, disabled_at IS NOT NULL AS disabled FROM users WHERE lower(name) = lower($1)",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -346,6 +346,16 @@ impl OrgTx {
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound { what: "member" });
         }
+        Ok(())
+    }
+
+    /// Serialises changes to this organisation's members until the transaction ends, so two
+    /// concurrent changes cannot deadlock or both remove the last owner.
+    pub async fn lock_members(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('rdp_proxy.members:' || $1::text, 0))")
+            .bind(self.org.0)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 

@@ -270,6 +270,18 @@ impl OrgTx {
         api_key_from_row(&row)
     }
 
+    /// Revokes every live key `user` created in this organisation; returns how many.
+    pub async fn revoke_api_keys_created_by(&mut self, user: UserId) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL",
+        )
+        .bind(self.org.0)
+        .bind(user.0)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The key with this id if its secret hash matches, it is not revoked and not expired;
     /// records the use.
     pub async fn authenticate_api_key(

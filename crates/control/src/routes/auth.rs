@@ -84,7 +84,7 @@ fn token_response(
 }
 
 /// Exchanges a user name and password for an access token and a refresh token in one of the
-/// user's organisations. After `MAX_LOGIN_FAILURES` failures for one user name within 15
+/// user's organisations. After 10 failed logins for one user name within 15
 /// minutes, logins for that name answer 429 until the window ends.
 #[utoipa::path(post, path = "/api/v1/login", request_body = LoginRequest, tag = "auth",
     responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody),
@@ -101,8 +101,13 @@ pub(crate) async fn login(
         )
     };
     let name: String = unicode_normalization::UnicodeNormalization::nfc(request.username.trim()).collect();
+    if name.chars().count() > 256 {
+        return Err(rejected());
+    }
+    // Names are compared without case, so failures count against the account, not the spelling.
+    let throttle_key = name.to_lowercase();
     // The limiter fails open: with Redis down, logins still work but are not counted.
-    match state.coord.login_blocked_for(&name).await {
+    match state.coord.login_blocked_for(&throttle_key).await {
         Ok(Some(seconds)) => {
             tracing::warn!(user.name = %name, "Login rejected: too many failed attempts");
             return Err(ApiError::new(
@@ -131,7 +136,7 @@ pub(crate) async fn login(
         Some(user) if matches && !user.disabled && !orgs.is_empty() => user,
         other => {
             tracing::info!(user.name = %name, "Login rejected");
-            if let Err(error) = state.coord.record_login_failure(&name).await {
+            if let Err(error) = state.coord.record_login_failure(&throttle_key).await {
                 tracing::warn!(error = %error, "Could not count a failed login");
             }
             if let Some(user) = other {
@@ -158,7 +163,7 @@ pub(crate) async fn login(
             return Err(rejected());
         }
     };
-    if let Err(error) = state.coord.clear_login_failures(&name).await {
+    if let Err(error) = state.coord.clear_login_failures(&throttle_key).await {
         tracing::warn!(error = %error, "Could not reset the failed-login counter");
     }
     let org = match request.org_id {

@@ -155,7 +155,12 @@ fn require_owner_for(caller: &Caller, new_role: Role, current: Option<&MemberRec
 
 /// Refuses a change that would leave the organisation without an active owner.
 async fn keep_an_owner(tx: &mut OrgTx, member: &MemberRecord, stays_active_owner: bool) -> Result<(), ApiError> {
-    if member.role == Role::Owner && !member.disabled && !stays_active_owner && tx.count_active_owners().await? <= 1 {
+    if member.role == Role::Owner
+        && !member.disabled
+        && !member.pending
+        && !stays_active_owner
+        && tx.count_active_owners().await? <= 1
+    {
         return Err(ApiError::conflict(
             "last_owner",
             "this is the organisation's last active owner; make someone else owner first",
@@ -177,6 +182,7 @@ pub(crate) async fn update_member(
     require_manage(&state, &caller).await?;
     let new_role = input.role.as_deref().map(role).transpose()?;
     let mut tx = state.store.org_tx(caller.org).await?;
+    tx.lock_members().await?;
     let current = tx.get_member(user).await?;
     require_owner_for(&caller, new_role.unwrap_or(current.role), Some(&current))?;
     let stays_owner = new_role.unwrap_or(current.role) == Role::Owner && !input.disabled.unwrap_or(current.disabled);
@@ -185,6 +191,7 @@ pub(crate) async fn update_member(
     let disabling = input.disabled == Some(true) && !current.disabled;
     if disabling {
         tx.revoke_user_logins(user, "member disabled").await?;
+        tx.revoke_api_keys_created_by(user).await?;
     }
     tx.audit(
         &caller
@@ -220,11 +227,13 @@ pub(crate) async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     require_manage(&state, &caller).await?;
     let mut tx = state.store.org_tx(caller.org).await?;
+    tx.lock_members().await?;
     let current = tx.get_member(user).await?;
     require_owner_for(&caller, current.role, Some(&current))?;
     keep_an_owner(&mut tx, &current, false).await?;
     tx.remove_member(user).await?;
     tx.revoke_user_logins(user, "member removed").await?;
+    tx.revoke_api_keys_created_by(user).await?;
     tx.audit(
         &caller
             .audit("member.remove", "user", Outcome::Ok)

@@ -56,7 +56,10 @@ pub(crate) async fn list_targets(
     let org = Resource::Org(caller.org.0);
     authz::require(&state, &caller, Action::ListTargets, &org, Denial::Forbidden).await?;
     let set = authz::policies(&state, caller.org).await?;
-    let manager = authz::decide(&set, &caller, Action::ManageTargets, &org).allowed;
+    // Those who manage targets or oversee every session (operators, auditors) see every
+    // desktop, each marked with whether they may open it; others see the ones they may open.
+    let manager = authz::decide(&set, &caller, Action::ManageTargets, &org).allowed
+        || authz::decide(&set, &caller, Action::ViewAllSessions, &org).allowed;
     let can_connect = |target: &TargetRecord| {
         authz::decide(
             &set,
@@ -103,7 +106,9 @@ pub(crate) async fn list_targets(
 async fn visible_target(state: &AppState, caller: &Caller, id: TargetId) -> Result<(TargetRecord, bool), ApiError> {
     let target = state.store.org_tx(caller.org).await?.get_target(id).await?;
     let set = authz::policies(state, caller.org).await?;
-    let manager = authz::decide(&set, caller, Action::ManageTargets, &Resource::Org(caller.org.0)).allowed;
+    let org = Resource::Org(caller.org.0);
+    let manager = authz::decide(&set, caller, Action::ManageTargets, &org).allowed
+        || authz::decide(&set, caller, Action::ViewAllSessions, &org).allowed;
     let can_connect = authz::decide(
         &set,
         caller,
