@@ -454,6 +454,13 @@ async fn members_policies_and_names() -> Result<()> {
         (401, "token_revoked".into())
     );
 
+    let misspelt = auditor.raw("GET", "/api/v1/audit?actor=someone", None).await?;
+    assert_eq!(
+        error_code(&misspelt).0,
+        400,
+        "an unknown filter is refused, not ignored"
+    );
+
     let check = auditor.get("/api/v1/audit/verify").await?;
     assert_eq!(check["ok"], true, "{check}");
     assert!(check["checked"].as_u64().unwrap_or(0) > 5);

@@ -370,7 +370,9 @@ pub(crate) struct AuditCheckView {
     pub(crate) problem: Option<String>,
 }
 
+/// Unknown parameters are refused, so a misspelt filter never returns an unfiltered list.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PageQuery {
     /// Items per page (1–200, default 50).
     pub(crate) limit: Option<i64>,
@@ -378,7 +380,9 @@ pub(crate) struct PageQuery {
     pub(crate) cursor: Option<String>,
 }
 
+/// Unknown parameters are refused, so a misspelt filter never returns an unfiltered list.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct TargetQuery {
     /// Only targets with these labels, as `key=value`; several separated by commas
     /// (`env=prod,team=web`) must all match.
@@ -387,7 +391,9 @@ pub(crate) struct TargetQuery {
     pub(crate) cursor: Option<String>,
 }
 
+/// Unknown parameters are refused, so a misspelt filter never returns an unfiltered list.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct MemberQuery {
     pub(crate) role: Option<String>,
     /// `active`, `disabled` or `invited`.
@@ -396,7 +402,9 @@ pub(crate) struct MemberQuery {
     pub(crate) cursor: Option<String>,
 }
 
+/// Unknown parameters are refused, so a misspelt filter never returns an unfiltered list.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
     pub(crate) action: Option<String>,
     pub(crate) actor_id: Option<Uuid>,
@@ -577,7 +585,9 @@ pub(crate) struct TerminateRequest {
     pub(crate) reason: Option<String>,
 }
 
+/// Unknown parameters are refused, so a misspelt filter never returns an unfiltered list.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// Only sessions in this state.
     pub(crate) state: Option<String>,

@@ -35,7 +35,7 @@ impl PolicySet {
     /// Besides Cedar's own checks, every policy needs a unique, non-empty `@id` annotation,
     /// `@idle_detach_minutes` and `@max_session_minutes` must be whole numbers from 1 to 10080
     /// on permit policies, and templates (policies with `?principal` or `?resource`) are
-    /// rejected. Other annotations are accepted and ignored.
+    /// rejected, and so are annotations other than these and `@description`.
     pub fn compile(text: &str) -> Result<PolicySet, PolicyErrors> {
         let parsed = match cedar_policy::PolicySet::from_str(text) {
             Ok(parsed) => parsed,
@@ -82,6 +82,14 @@ impl PolicySet {
     }
 }
 
+/// Annotations a policy may carry; any other is most likely a misspelt limit, so it is refused.
+const KNOWN_ANNOTATIONS: [&str; 4] = [
+    ID_ANNOTATION,
+    IDLE_DETACH_ANNOTATION,
+    MAX_SESSION_ANNOTATION,
+    "description",
+];
+
 /// Checks the annotations of every statement and rejects templates, adding a problem for each
 /// violation. Returns the policies under their @id, and the limits of those that set any.
 fn check_annotations<'a>(
@@ -100,6 +108,16 @@ fn check_annotations<'a>(
             ));
             continue;
         };
+        for (key, _) in policy.annotations() {
+            if !KNOWN_ANNOTATIONS.contains(&key) {
+                problems.push(PolicyProblem::at(
+                    statement.position,
+                    format!(
+                        "unknown annotation @{key}; use @id, @idle_detach_minutes, @max_session_minutes or @description"
+                    ),
+                ));
+            }
+        }
         match read_limits(policy) {
             Ok(Some(policy_limits)) => {
                 if let Some(id) = policy.annotation(ID_ANNOTATION) {

@@ -744,3 +744,18 @@ fn policy_set_is_send_and_sync() {
     assert_send_sync::<Decision>();
     assert_send_sync::<PolicyErrors>();
 }
+
+#[test]
+fn misspelt_annotation_is_refused() {
+    let text = "@id(\"a\")\n@idle_detach_minute(\"5\")\npermit (principal, action, resource);\n";
+    let errors = PolicySet::compile(text).unwrap_err();
+    assert_eq!(errors.problems[0].line, 1, "{errors:?}");
+    assert!(
+        errors.problems[0]
+            .message
+            .contains("unknown annotation @idle_detach_minute"),
+        "{errors:?}"
+    );
+    let described = "@id(\"a\")\n@description(\"everyone\")\npermit (principal, action, resource);\n";
+    assert!(PolicySet::compile(described).is_ok());
+}
