@@ -13,7 +13,7 @@ pub(crate) enum MembersCommand {
         /// Only members with this role: owner, admin, operator, member or auditor.
         #[arg(long)]
         role: Option<String>,
-        /// Only members with this status: active or disabled.
+        /// Only members with this status: active, disabled or invited.
         #[arg(long)]
         status: Option<String>,
         #[command(flatten)]
