@@ -115,14 +115,14 @@ pub(crate) async fn issue_tokens(
     })
 }
 
-/// The organisation a refresh token or API key names, checked for shape only.
+/// Returns the organisation a refresh token or API key names, checking its shape only.
 pub(crate) fn token_org(token: &str, prefix: &str) -> Option<OrgId> {
     let rest = token.strip_prefix(prefix)?;
     let org = rest.split('_').next()?;
     uuid::Uuid::try_parse(org).ok().map(OrgId)
 }
 
-/// A new API key: the secret shown once, and what is stored (its hash).
+/// Generates an API key: returns the key, shown once, and the hash that is stored.
 pub(crate) fn new_api_key(org: OrgId, id: uuid::Uuid) -> (String, [u8; 32]) {
     let secret = random_hex(32);
     let key = format!("{API_KEY_PREFIX}{}_{}_{secret}", org.0.simple(), id.simple());
@@ -137,7 +137,7 @@ fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub(crate) org: OrgId,
-    /// What policies see: id, name, role and kind.
+    /// The principal that policies evaluate: id, name, role and kind.
     pub(crate) principal: Principal,
     /// The user, for people; `None` for API keys.
     pub(crate) user: Option<UserId>,
@@ -149,13 +149,13 @@ impl Caller {
         &self.principal.name
     }
 
-    /// The user behind the request, or 403 for an API key.
+    /// Returns the user behind the request, or 403 for an API key.
     pub(crate) fn require_user(&self, what: &str) -> Result<UserId, ApiError> {
         self.user
             .ok_or_else(|| ApiError::forbidden(format!("API keys cannot {what}; log in as a user")))
     }
 
-    /// An audit record with this caller as the actor.
+    /// Starts an audit record with this caller as the actor.
     pub(crate) fn audit(&self, action: impl Into<String>, object_kind: &str, outcome: Outcome) -> AuditEntry {
         let kind = match self.principal.kind {
             PrincipalKind::User => ActorKind::User,

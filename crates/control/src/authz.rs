@@ -1,4 +1,4 @@
-//! Authorisation: every endpoint asks [`require`] or [`allowed`], which evaluate the
+//! Authorisation: every endpoint calls [`require`] or [`allowed`], which evaluate the
 //! organisation's Cedar policies through `rdp_proxy_policy::authorize`. Denials are audited.
 //!
 //! An object the caller may not even see answers like a missing one (404); a visible object or
@@ -27,8 +27,8 @@ pub(crate) async fn policies(state: &AppState, org: OrgId) -> Result<Arc<PolicyS
         .policies
         .get_or_compile(org.0, version, || text)
         .map_err(|errors| {
-            // Saved text was validated, so this means the schema changed under it. Failing closed
-            // is the safe answer; the error tells the operator what to fix.
+            // Saved text was validated, so the schema changed under it. Failing closed is safe,
+            // and the error tells the operator what to fix.
             tracing::error!(org.id = %org, error = %errors, "Stored policy no longer compiles");
             ApiError::unavailable(
                 "policy_broken",
@@ -109,7 +109,7 @@ pub(crate) async fn allowed(
     Ok(decide(&set, caller, action, resource).allowed)
 }
 
-/// How a denial answers.
+/// The response to a denied request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Denial {
     /// 403 naming the action.
@@ -134,7 +134,7 @@ pub(crate) async fn require(
     deny(state, caller, action, resource, &decision, denial).await
 }
 
-/// Audits a denial and turns it into the answer.
+/// Audits a denial and returns the matching error.
 pub(crate) async fn deny<T>(
     state: &AppState,
     caller: &Caller,

@@ -17,7 +17,7 @@ pub struct AuditEntry {
     pub actor_kind: ActorKind,
     pub actor_id: Option<uuid::Uuid>,
     pub actor_name: Option<String>,
-    /// What was attempted, as `object.verb`: `target.create`, `login`, `session.takeover`.
+    /// The attempted action, as `object.verb`: `target.create`, `login`, `session.takeover`.
     pub action: String,
     pub object_kind: String,
     pub object_id: Option<String>,

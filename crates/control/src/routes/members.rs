@@ -84,8 +84,8 @@ pub(crate) async fn get_member(
     Ok(Json(member.into()))
 }
 
-/// Adds a member. A new user name creates the account with the given password; an existing
-/// user (send no password) is invited and becomes a member when they accept.
+/// Adds a member. A new user name creates the account with the given password. An existing
+/// user (send no password) is invited and becomes a member after accepting.
 #[utoipa::path(post, path = "/api/v1/members", tag = "members", security(("bearer" = [])), request_body = AddMember,
     responses((status = 201, body = MemberView), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody)))]
