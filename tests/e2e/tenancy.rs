@@ -148,6 +148,8 @@ fn cases() -> Vec<Case> {
         case("POST",   "/api/v1/targets",                     target_with_credential,                  Credential),
         case("PATCH",  "/api/v1/targets/{own_target}",        Some(json!({"credential_id": "{id}"})),  Credential),
         case("POST",   "/api/v1/auth/switch",                 Some(json!({"org_id": "{id}"})),         Org),
+        case("POST",   "/api/v1/invitations/{id}/accept",     Some(json!({})),                         Org),
+        case("DELETE", "/api/v1/invitations/{id}",            None,                                    Org),
         anonymous(case("POST", "/api/v1/login", login, Org)),
     ]
 }
