@@ -41,15 +41,17 @@ impl Vault {
         if let Some(key) = self.keys.lock().unwrap_or_else(|poison| poison.into_inner()).get(&org) {
             return Ok(key.clone());
         }
-        let stored = match tx.org_key().await? {
-            Some(stored) => stored,
+        let (stored, committed) = match tx.org_key().await? {
+            Some(stored) => (stored, true),
             None => {
                 let fresh = self.master.wrap(org.0, &DataKey::generate());
-                tx.insert_org_key(&OrgKey {
-                    master_key_id: fresh.master_key_id,
-                    wrapped: fresh.bytes,
-                })
-                .await?
+                let stored = tx
+                    .insert_org_key(&OrgKey {
+                        master_key_id: fresh.master_key_id,
+                        wrapped: fresh.bytes,
+                    })
+                    .await?;
+                (stored, false)
             }
         };
         let key = self.master.unwrap(
@@ -59,10 +61,14 @@ impl Vault {
                 bytes: stored.wrapped,
             },
         )?;
-        self.keys
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .insert(org, key.clone());
+        // A key this transaction created is cached only once it is read back committed: if the
+        // transaction rolls back, the next call creates and stores another one.
+        if committed {
+            self.keys
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .insert(org, key.clone());
+        }
         Ok(key)
     }
 

@@ -110,15 +110,28 @@ impl Store {
                 "service login name {name:?} must be lowercase letters, digits and underscores"
             )));
         }
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
-        let verb = if exists { "ALTER" } else { "CREATE" };
-        // Passwords cannot be bound as parameters in role statements; quote it as a literal.
-        let literal = format!("'{}'", password.replace('\'', "''"));
-        let statement =
-            format!("{verb} ROLE {name} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {literal}");
+        let existing: Option<bool> = sqlx::query_scalar(
+            "SELECT NOT rolsuper AND NOT rolbypassrls AND pg_has_role(rolname, 'rdp_proxy_service', 'MEMBER')
+             FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        if existing == Some(false) {
+            return Err(StoreError::Corrupt(format!(
+                "role {name:?} exists and is not a service login; choose another --service-login name"
+            )));
+        }
+        let verb = if existing.is_some() { "ALTER" } else { "CREATE" };
+        // Role statements take no bind parameters, so the server quotes the name and password.
+        let statement: String = sqlx::query_scalar(
+            "SELECT format('%s ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD %L', $1, $2, $3)",
+        )
+        .bind(verb)
+        .bind(name)
+        .bind(password)
+        .fetch_one(&self.pool)
+        .await?;
         match sqlx::query(&statement).execute(&self.pool).await {
             Ok(_) => {}
             // Another process created it between the check and the statement.

@@ -64,6 +64,8 @@ pub(crate) async fn create_api_key(
     Json(input): Json<CreateApiKey>,
 ) -> Result<(StatusCode, Json<ApiKeyView>), ApiError> {
     require_manage(&state, &caller).await?;
+    // Every key names the person behind it, whose removal or role change revokes it.
+    let creator = caller.require_user("create API keys")?;
     let name = text::name("name", &input.name, 100)?;
     let key_role = role(&input.role)?;
     if key_role > caller.principal.role || key_role == Role::Owner {
@@ -91,7 +93,7 @@ pub(crate) async fn create_api_key(
             name,
             role: key_role,
             secret_hash,
-            created_by: caller.user,
+            created_by: Some(creator),
             expires_at,
         })
         .await?;

@@ -145,7 +145,7 @@ pub(crate) async fn login(
                 } else {
                     "account disabled or in no organisation"
                 };
-                for membership in &memberships {
+                for membership in memberships.iter().filter(|membership| !membership.pending) {
                     let entry = AuditEntry::new("login", "user", Outcome::Denied)
                         .actor(ActorKind::User, Some(user.id.0), Some(user.name.clone()))
                         .object(user.id.0)

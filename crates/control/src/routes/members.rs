@@ -191,6 +191,9 @@ pub(crate) async fn update_member(
     let disabling = input.disabled == Some(true) && !current.disabled;
     if disabling {
         tx.revoke_user_logins(user, "member disabled").await?;
+    }
+    // A key keeps the role it was made with, so any change to its creator's standing ends it.
+    if disabling || member.role != current.role {
         tx.revoke_api_keys_created_by(user).await?;
     }
     tx.audit(
