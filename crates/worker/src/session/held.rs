@@ -321,6 +321,8 @@ impl Held {
     }
 
     /// Adds a viewer that sees the screen and sends no input; control and state stay as they are.
+    // NOTE: observers are checked only when they attach. Revoking a member detaches the sessions
+    // they control, but an observer's stream stays open until it closes.
     fn observe(&mut self, grant: &AttachGrant, viewer: ViewerId) -> Attachment {
         let (sender, events) = mpsc::channel(VIEWER_QUEUE);
         let control = self.lease.as_ref().map(|held| ControlInfo {
