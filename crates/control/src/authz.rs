@@ -134,6 +134,13 @@ pub(crate) async fn require(
     deny(state, caller, action, resource, &decision, denial).await
 }
 
+/// Requires an organisation-wide action (managing members, targets, policies, keys); a denial
+/// returns 403 and is audited.
+pub(crate) async fn require_in_org(state: &AppState, caller: &Caller, action: Action) -> Result<(), ApiError> {
+    require(state, caller, action, &Resource::Org(caller.org.0), Denial::Forbidden).await?;
+    Ok(())
+}
+
 /// Audits a denial and returns the matching error.
 pub(crate) async fn deny<T>(
     state: &AppState,

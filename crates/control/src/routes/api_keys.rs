@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use rdp_proxy_core::access::Role;
 use rdp_proxy_core::audit::Outcome;
-use rdp_proxy_policy::{Action, Resource};
+use rdp_proxy_policy::Action;
 use rdp_proxy_store::NewApiKey;
 use time::OffsetDateTime;
 
-use crate::auth::{Authenticated, Caller, new_api_key};
-use crate::authz::{self, Denial};
+use crate::auth::{Authenticated, new_api_key};
+use crate::authz::{self};
 use crate::extract::{Json, Path, Query};
 use crate::routes::{page_cursor, page_limit, role};
 use crate::views::{ApiKeyView, CreateApiKey, Page, PageQuery};
@@ -24,18 +24,6 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/api-keys/{id}", delete(revoke_api_key))
 }
 
-async fn require_manage(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    authz::require(
-        state,
-        caller,
-        Action::ManageApiKeys,
-        &Resource::Org(caller.org.0),
-        Denial::Forbidden,
-    )
-    .await?;
-    Ok(())
-}
-
 /// Lists the organisation's API keys, revoked ones included; never the keys themselves.
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = Page<ApiKeyView>), (status = 403, body = crate::error::ErrorBody)))]
@@ -44,7 +32,7 @@ pub(crate) async fn list_api_keys(
     Authenticated(caller): Authenticated,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<ApiKeyView>>, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageApiKeys).await?;
     let cursor = page_cursor(query.cursor.as_deref())?;
     let page = state
         .store
@@ -63,7 +51,7 @@ pub(crate) async fn create_api_key(
     Authenticated(caller): Authenticated,
     Json(input): Json<CreateApiKey>,
 ) -> Result<(StatusCode, Json<ApiKeyView>), ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageApiKeys).await?;
     // Every key names the person behind it, whose removal or role change revokes it.
     let creator = caller.require_user("create API keys")?;
     let name = text::name("name", &input.name, 100)?;
@@ -118,7 +106,7 @@ pub(crate) async fn revoke_api_key(
     Authenticated(caller): Authenticated,
     Path(id): Path<uuid::Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageApiKeys).await?;
     let mut tx = state.store.org_tx(caller.org).await?;
     tx.revoke_api_key(id).await?;
     tx.audit(&caller.audit("api_key.revoke", "api_key", Outcome::Ok).object(id))

@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use rdp_proxy_core::audit::Outcome;
-use rdp_proxy_policy::{Action, Resource};
+use rdp_proxy_policy::Action;
 use rdp_proxy_store::NewCredential;
 
-use crate::auth::{Authenticated, Caller};
-use crate::authz::{self, Denial};
+use crate::auth::Authenticated;
+use crate::authz::{self};
 use crate::extract::{Json, Path, Query};
 use crate::routes::{page_cursor, page_limit};
 use crate::views::{CredentialInput, CredentialView, Page, PageQuery};
@@ -25,18 +25,6 @@ pub(crate) fn router() -> Router<AppState> {
         )
 }
 
-async fn require_manage(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    authz::require(
-        state,
-        caller,
-        Action::ManageTargets,
-        &Resource::Org(caller.org.0),
-        Denial::Forbidden,
-    )
-    .await?;
-    Ok(())
-}
-
 /// Lists the organisation's credentials (names and user names only).
 #[utoipa::path(get, path = "/api/v1/credentials", tag = "credentials", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = Page<CredentialView>), (status = 403, body = crate::error::ErrorBody)))]
@@ -45,7 +33,7 @@ pub(crate) async fn list_credentials(
     Authenticated(caller): Authenticated,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<CredentialView>>, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageTargets).await?;
     let cursor = page_cursor(query.cursor.as_deref())?;
     let page = state
         .store
@@ -64,7 +52,7 @@ pub(crate) async fn get_credential(
     Authenticated(caller): Authenticated,
     Path(id): Path<uuid::Uuid>,
 ) -> Result<Json<CredentialView>, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageTargets).await?;
     let record = state.store.org_tx(caller.org).await?.get_credential(id).await?;
     Ok(Json(record.into()))
 }
@@ -77,7 +65,7 @@ pub(crate) async fn create_credential(
     Authenticated(caller): Authenticated,
     Json(input): Json<CredentialInput>,
 ) -> Result<(StatusCode, Json<CredentialView>), ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageTargets).await?;
     let missing = |field: &str| ApiError::bad_request("missing_field", format!("{field} is required"));
     let name = text::name("name", input.name.as_deref().ok_or_else(|| missing("name"))?, 100)?;
     let username = text::name(
@@ -128,7 +116,7 @@ pub(crate) async fn update_credential(
     Path(id): Path<uuid::Uuid>,
     Json(input): Json<CredentialInput>,
 ) -> Result<Json<CredentialView>, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageTargets).await?;
     let name = input
         .name
         .as_deref()
@@ -185,7 +173,7 @@ pub(crate) async fn delete_credential(
     Authenticated(caller): Authenticated,
     Path(id): Path<uuid::Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageTargets).await?;
     let mut tx = state.store.org_tx(caller.org).await?;
     tx.delete_credential(id).await?;
     tx.audit(&caller.audit("credential.delete", "credential", Outcome::Ok).object(id))

@@ -10,11 +10,11 @@ use axum::routing::get;
 use rdp_proxy_core::UserId;
 use rdp_proxy_core::access::Role;
 use rdp_proxy_core::audit::Outcome;
-use rdp_proxy_policy::{Action, Resource};
+use rdp_proxy_policy::Action;
 use rdp_proxy_store::{MemberRecord, OrgTx};
 
 use crate::auth::{Authenticated, Caller, hash_password};
-use crate::authz::{self, Denial};
+use crate::authz::{self};
 use crate::extract::{Json, Path, Query};
 use crate::routes::{page_cursor, page_limit, role, sessions};
 use crate::views::{AddMember, MemberQuery, MemberView, Page, UpdateMember};
@@ -29,18 +29,6 @@ pub(crate) fn router() -> Router<AppState> {
         )
 }
 
-async fn require_manage(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    authz::require(
-        state,
-        caller,
-        Action::ManageMembers,
-        &Resource::Org(caller.org.0),
-        Denial::Forbidden,
-    )
-    .await?;
-    Ok(())
-}
-
 /// Lists members, ordered by name.
 #[utoipa::path(get, path = "/api/v1/members", tag = "members", security(("bearer" = [])), params(MemberQuery),
     responses((status = 200, body = Page<MemberView>), (status = 403, body = crate::error::ErrorBody)))]
@@ -49,7 +37,7 @@ pub(crate) async fn list_members(
     Authenticated(caller): Authenticated,
     Query(query): Query<MemberQuery>,
 ) -> Result<Json<Page<MemberView>>, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageMembers).await?;
     let role_filter = query.role.as_deref().map(role).transpose()?;
     let status = match query.status.as_deref() {
         None | Some("") => None,
@@ -79,7 +67,7 @@ pub(crate) async fn get_member(
     Authenticated(caller): Authenticated,
     Path(user): Path<UserId>,
 ) -> Result<Json<MemberView>, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageMembers).await?;
     let member = state.store.org_tx(caller.org).await?.get_member(user).await?;
     Ok(Json(member.into()))
 }
@@ -94,7 +82,7 @@ pub(crate) async fn add_member(
     Authenticated(caller): Authenticated,
     Json(input): Json<AddMember>,
 ) -> Result<(StatusCode, Json<MemberView>), ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageMembers).await?;
     let name = text::user_name(&input.username)?;
     let new_role = role(&input.role)?;
     require_owner_for(&caller, new_role, None)?;
@@ -179,7 +167,7 @@ pub(crate) async fn update_member(
     Path(user): Path<UserId>,
     Json(input): Json<UpdateMember>,
 ) -> Result<Json<MemberView>, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageMembers).await?;
     let new_role = input.role.as_deref().map(role).transpose()?;
     let mut tx = state.store.org_tx(caller.org).await?;
     tx.lock_members().await?;
@@ -228,7 +216,7 @@ pub(crate) async fn remove_member(
     Authenticated(caller): Authenticated,
     Path(user): Path<UserId>,
 ) -> Result<StatusCode, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageMembers).await?;
     let mut tx = state.store.org_tx(caller.org).await?;
     tx.lock_members().await?;
     let current = tx.get_member(user).await?;

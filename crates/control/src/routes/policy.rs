@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rdp_proxy_core::audit::Outcome;
-use rdp_proxy_policy::{Action, DEFAULT_POLICIES, PolicyErrors, PolicySet, Resource};
+use rdp_proxy_policy::{Action, DEFAULT_POLICIES, PolicyErrors, PolicySet};
 
-use crate::auth::{Authenticated, Caller};
-use crate::authz::{self, Denial};
+use crate::auth::Authenticated;
+use crate::authz::{self};
 use crate::extract::Json;
 use crate::views::{DefaultPolicyView, PolicyView, ProblemView, SavePolicy, ValidatePolicy, ValidationView};
 use crate::{ApiError, AppState};
@@ -22,18 +22,6 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/policy", get(get_policy).put(save_policy))
         .route("/api/v1/policy/validate", post(validate_policy))
         .route("/api/v1/policy/default", get(default_policy))
-}
-
-async fn require_manage(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    authz::require(
-        state,
-        caller,
-        Action::ManagePolicies,
-        &Resource::Org(caller.org.0),
-        Denial::Forbidden,
-    )
-    .await?;
-    Ok(())
 }
 
 fn problems(errors: &PolicyErrors) -> Vec<ProblemView> {
@@ -65,7 +53,7 @@ pub(crate) async fn get_policy(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<PolicyView>, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManagePolicies).await?;
     let stored = state.store.org_tx(caller.org).await?.policy().await?;
     Ok(Json(match stored {
         Some(record) => PolicyView {
@@ -94,7 +82,7 @@ pub(crate) async fn save_policy(
     Authenticated(caller): Authenticated,
     Json(input): Json<SavePolicy>,
 ) -> Result<Response, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManagePolicies).await?;
     check_size(&input.text)?;
     if let Err(errors) = PolicySet::compile(&input.text) {
         let entry = caller
@@ -136,7 +124,7 @@ pub(crate) async fn validate_policy(
     Authenticated(caller): Authenticated,
     Json(input): Json<ValidatePolicy>,
 ) -> Result<Json<ValidationView>, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManagePolicies).await?;
     check_size(&input.text)?;
     Ok(Json(match PolicySet::compile(&input.text) {
         Ok(_) => ValidationView {

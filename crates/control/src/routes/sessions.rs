@@ -54,7 +54,7 @@ fn session_resource(record: &SessionRecord, labels: &BTreeMap<String, String>) -
     Resource::Session(authz::session_facts(record, labels))
 }
 
-/// What the caller may do with a session, for the portal's buttons.
+/// Computes what the caller may do with a session, for the portal's buttons.
 fn session_permissions(set: &PolicySet, caller: &Caller, resource: &Resource) -> SessionPermissions {
     let can = |action| authz::decide(set, caller, action, resource).allowed;
     SessionPermissions {

@@ -135,18 +135,6 @@ pub(crate) async fn get_target(
     Ok(Json(TargetView::new(target, can_connect)))
 }
 
-async fn require_manage(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    authz::require(
-        state,
-        caller,
-        Action::ManageTargets,
-        &Resource::Org(caller.org.0),
-        Denial::Forbidden,
-    )
-    .await?;
-    Ok(())
-}
-
 fn checked_host(raw: &str) -> Result<String, ApiError> {
     let host = raw.trim();
     if host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
@@ -223,7 +211,7 @@ pub(crate) async fn create_target(
     Authenticated(caller): Authenticated,
     Json(input): Json<TargetInput>,
 ) -> Result<(StatusCode, Json<TargetView>), ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageTargets).await?;
     let missing = |field: &str| ApiError::bad_request("missing_field", format!("{field} is required"));
     let new = NewTarget {
         name: text::name("name", input.name.as_deref().ok_or_else(|| missing("name"))?, 100)?,
@@ -268,7 +256,7 @@ pub(crate) async fn update_target(
     Path(id): Path<TargetId>,
     Json(input): Json<TargetInput>,
 ) -> Result<Json<TargetView>, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageTargets).await?;
     let update = TargetUpdate {
         name: input
             .name
@@ -319,7 +307,7 @@ pub(crate) async fn delete_target(
     Authenticated(caller): Authenticated,
     Path(id): Path<TargetId>,
 ) -> Result<StatusCode, ApiError> {
-    require_manage(&state, &caller).await?;
+    authz::require_in_org(&state, &caller, Action::ManageTargets).await?;
     let mut tx = state.store.org_tx(caller.org).await?;
     tx.delete_target(id).await?;
     tx.audit(&caller.audit("target.delete", "target", Outcome::Ok).object(id.0))
