@@ -46,7 +46,7 @@ impl Api {
         Ok(Self::from_login(base, http, login))
     }
 
-    /// A client that sends `token` (an access token or an API key) as its bearer.
+    /// Creates a client that sends `token` (an access token or an API key) as its bearer.
     pub fn with_token(base: &str, token: &str) -> Self {
         Self {
             base: base.to_owned(),
@@ -66,7 +66,7 @@ impl Api {
         }
     }
 
-    /// A client for another organisation of the same user, via /api/v1/auth/switch.
+    /// Switches to another organisation of the same user via /api/v1/auth/switch.
     pub async fn switch(&self, org: &str) -> Result<Self, ApiFailure> {
         let login = self.post("/api/v1/auth/switch", json!({ "org_id": org })).await?;
         Ok(Self::from_login(&self.base, self.http.clone(), login))

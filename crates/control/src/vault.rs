@@ -35,7 +35,7 @@ impl Vault {
         }
     }
 
-    /// The organisation's data key, created and stored on first use.
+    /// Returns the organisation's data key, creating and storing it on first use.
     async fn data_key(&self, tx: &mut OrgTx) -> Result<DataKey, VaultError> {
         let org = tx.org();
         if let Some(key) = self.keys.lock().unwrap_or_else(|poison| poison.into_inner()).get(&org) {
@@ -78,7 +78,7 @@ impl Vault {
         Ok(key.seal(tx.org().0, id, password.as_bytes()))
     }
 
-    /// The password of a credential.
+    /// Decrypts the password of a credential.
     pub async fn open(&self, tx: &mut OrgTx, secret: &CredentialSecret) -> Result<Zeroizing<String>, VaultError> {
         if let Some(legacy) = &secret.legacy_password {
             return Ok(Zeroizing::new(legacy.clone()));

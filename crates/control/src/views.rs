@@ -447,7 +447,7 @@ pub(crate) struct SessionView {
     pub(crate) idle_detach_secs: Option<u32>,
     /// Seconds after opening at which the session ends; `null` for no limit.
     pub(crate) max_duration_secs: Option<u32>,
-    /// What the caller may do with this session, from the organisation's policies.
+    /// The caller's permissions on this session, from the organisation's policies.
     pub(crate) permissions: SessionPermissions,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) created_at: OffsetDateTime,

@@ -19,7 +19,7 @@ pub struct PolicyCache {
 }
 
 impl PolicyCache {
-    /// The organisation's compiled policies at `version`. On a miss, `text` is asked for the
+    /// Returns the organisation's compiled policies at `version`. On a miss, `text` is asked for the
     /// stored text (`None` meaning the defaults) and compiled.
     pub fn get_or_compile(
         &self,
@@ -38,7 +38,7 @@ impl PolicyCache {
         Ok(set)
     }
 
-    /// The cached set if it was compiled from `version`.
+    /// Returns the cached set if it was compiled from `version`.
     pub fn get(&self, org: Uuid, version: i64) -> Option<Arc<PolicySet>> {
         let compiled = self.compiled.lock().unwrap_or_else(|poison| poison.into_inner());
         compiled

@@ -65,7 +65,7 @@ impl Store {
         Ok(OrgId(id))
     }
 
-    /// The id of the organisation called `name`, or `NotFound`.
+    /// Returns the id of the organisation called `name`, or `NotFound`.
     pub async fn find_org(&self, name: &str) -> Result<OrgId, StoreError> {
         sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM orgs WHERE name = $1")
             .bind(name)
@@ -83,7 +83,7 @@ impl Store {
             .ok_or(StoreError::NotFound { what: "organisation" })
     }
 
-    /// Every organisation's id, for work that visits each in turn.
+    /// Lists every organisation's id, for work that visits each in turn.
     pub async fn org_ids(&self) -> Result<Vec<OrgId>, StoreError> {
         let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM orgs ORDER BY created_at, id")
             .fetch_all(&self.pool)
@@ -171,7 +171,7 @@ impl Store {
         tx.commit().await
     }
 
-    /// Every organisation the user belongs to, enabled or not, oldest membership first.
+    /// Lists every organisation the user belongs to, enabled or not, oldest membership first.
     pub async fn user_orgs(&self, user: UserId) -> Result<Vec<OrgMembership>, StoreError> {
         let rows = sqlx::query("SELECT org_id, org_name, role, disabled, pending FROM rdp_proxy_user_orgs($1)")
             .bind(user.0)
@@ -206,7 +206,7 @@ impl Store {
 }
 
 impl OrgTx {
-    /// The user's enabled membership in this organisation.
+    /// Returns the user's enabled membership in this organisation.
     pub async fn membership(&mut self, user: UserId) -> Result<Option<Membership>, StoreError> {
         let row = sqlx::query(
             "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id

@@ -27,7 +27,7 @@ pub enum LoginState {
     NoMembership,
 }
 
-/// What presenting a refresh token did.
+/// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// The token was fresh; it is now spent and the caller issues the next one.
@@ -184,7 +184,7 @@ impl OrgTx {
         Ok(done.rows_affected())
     }
 
-    /// The state of a login and its user's membership, in one query.
+    /// Reads the state of a login and its user's membership in one query.
     pub async fn login_state(&mut self, login: uuid::Uuid, user: UserId) -> Result<LoginState, StoreError> {
         let row = sqlx::query(
             "SELECT l.revoked_at IS NOT NULL OR l.expires_at < now() AS revoked, l.revoked_reason,

@@ -20,7 +20,7 @@ pub struct CredentialRecord {
     pub updated_at: OffsetDateTime,
 }
 
-/// What the control plane needs to open a credential. `Debug` omits the password fields.
+/// The fields the control plane needs to open a credential. `Debug` omits the password fields.
 #[derive(Clone)]
 pub struct CredentialSecret {
     pub id: uuid::Uuid,

@@ -144,7 +144,7 @@ impl OrgTx {
         Ok(())
     }
 
-    /// A live (not deleted) target.
+    /// Loads a live (not deleted) target.
     pub async fn get_target(&mut self, id: TargetId) -> Result<TargetRecord, StoreError> {
         let row = sqlx::query(&format!(
             "{TARGET_SELECT} WHERE t.org_id = $1 AND t.id = $2 AND t.deleted_at IS NULL"
@@ -179,7 +179,7 @@ impl OrgTx {
         Ok(paginate(targets, limit, |target| target.name.clone()))
     }
 
-    /// Every live target, for callers that filter by policy afterwards.
+    /// Lists every live target, for callers that filter by policy afterwards.
     pub async fn all_targets(&mut self, filter: &TargetFilter) -> Result<Vec<TargetRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "{TARGET_SELECT} WHERE t.org_id = $1 AND t.deleted_at IS NULL AND t.labels @> $2 ORDER BY t.name"
@@ -191,7 +191,7 @@ impl OrgTx {
         rows.iter().map(target_from_row).collect()
     }
 
-    /// The target with its name, whether deleted or not, for session history.
+    /// Loads a target whether deleted or not, for session history.
     pub async fn target_any_state(&mut self, id: TargetId) -> Result<TargetRecord, StoreError> {
         let row = sqlx::query(&format!("{TARGET_SELECT} WHERE t.org_id = $1 AND t.id = $2"))
             .bind(self.org.0)
@@ -249,7 +249,8 @@ fn labels_json(labels: &BTreeMap<String, String>) -> serde_json::Value {
     )
 }
 
-/// A missing credential (foreign key) reads as "credential not found"; a taken name as exists.
+/// Maps a missing credential (foreign key) to "credential not found" and a taken name to
+/// "already exists".
 fn reference_error(error: sqlx::Error, what: &'static str) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {

@@ -26,7 +26,7 @@ impl OrgTx {
         Ok(())
     }
 
-    /// The connection inside the transaction, for queries in this crate.
+    /// Returns the connection inside the transaction, for queries in this crate.
     pub(crate) fn conn(&mut self) -> &mut sqlx::PgConnection {
         &mut self.tx
     }

@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 
 use crate::Shared;
 
-/// Why an attach was refused, as a sentence for the viewer.
+/// Checks an attach grant against the current membership and policy. The error is a sentence
+/// for the viewer.
 pub(crate) async fn check_attach(shared: &Shared, grant: &AttachGrant) -> Result<(), String> {
     let unavailable = |error: rdp_proxy_store::StoreError| format!("could not check access: {error}");
     let record = shared

@@ -67,7 +67,7 @@ impl Metrics {
         self.refusals.with_label_values(&[org, code]).inc();
     }
 
-    /// The text exposition, with the session and viewer gauges taken from `held` now.
+    /// Renders the text exposition, with the session and viewer gauges taken from `held` now.
     pub(crate) fn render(&self, held: &[(rdp_proxy_core::SessionId, registry::Handle)]) -> String {
         self.sessions.reset();
         self.viewers.reset();
