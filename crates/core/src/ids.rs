@@ -64,6 +64,10 @@ uuid_id!(
     /// One viewer connection (a browser tab's WebSocket).
     ViewerId
 );
+uuid_id!(
+    /// A machine in the cluster, run by the platform or by one organisation, with an agent.
+    NodeId
+);
 
 /// Monotonic number of the control lease: each takeover increments it, and input stamped with an
 /// older number is rejected.

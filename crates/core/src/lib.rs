@@ -7,10 +7,12 @@ pub mod geometry;
 pub mod ids;
 pub mod input;
 pub mod lease;
+pub mod node;
+pub mod placement;
 pub mod session;
 pub mod token;
 
 pub use geometry::Rect;
-pub use ids::{FencingToken, OrgId, SessionId, TargetId, UserId, ViewerId, WorkerId};
+pub use ids::{FencingToken, NodeId, OrgId, SessionId, TargetId, UserId, ViewerId, WorkerId};
 pub use input::{InputEvent, MouseButton};
 pub use session::{SessionState, TransitionError};
