@@ -148,6 +148,10 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
         lost_grace_secs: 15,
         web_dir: args.web_dir.clone(),
         migrate_database_url: None,
+        nodes: crate::serve::NodeApiArgs {
+            node_cert_validity_secs: 86_400,
+            ..Default::default()
+        },
     };
     let vault = control_args.vault()?;
     seed(&store, &vault, args, secrets).await?;

@@ -76,6 +76,23 @@ pub(crate) struct ControlArgs {
     /// Directory with the portal and viewer pages.
     #[arg(long, env = "RDP_PROXY_WEB_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web"))]
     pub(crate) web_dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) nodes: NodeApiArgs,
+}
+
+#[derive(Args, Clone, Default)]
+pub(crate) struct NodeApiArgs {
+    /// Serve the node API (mutual TLS) that node agents join and report to on this address;
+    /// port 0 lets the OS choose (printed on stdout).
+    #[arg(long)]
+    pub(crate) node_listen: Option<SocketAddr>,
+    /// DNS name or IP address agents use to reach the node API (repeatable); defaults to the
+    /// --node-listen IP address.
+    #[arg(long = "node-api-name")]
+    pub(crate) node_api_names: Vec<String>,
+    /// Lifetime of node certificates in seconds (300 to 2592000); agents renew after two thirds.
+    #[arg(long, default_value_t = 86_400)]
+    pub(crate) node_cert_validity_secs: u64,
 }
 
 #[derive(Args, Clone)]
@@ -94,6 +111,19 @@ pub(crate) struct WorkerArgs {
     /// Limit for opening an RDP connection, in seconds.
     #[arg(long, default_value_t = 15)]
     pub(crate) connect_timeout_secs: u64,
+    /// Sessions this worker accepts at most (a node configuration document overrides it).
+    #[arg(long, default_value_t = 50)]
+    pub(crate) max_sessions: u32,
+    /// Node this worker runs on; set by the node agent.
+    #[arg(long)]
+    pub(crate) node_id: Option<rdp_proxy_core::NodeId>,
+    /// Organisation a customer-managed node serves; the worker refuses every other one. Set by
+    /// the node agent.
+    #[arg(long, requires = "node_id")]
+    pub(crate) node_org: Option<rdp_proxy_core::OrgId>,
+    /// Configuration document the node agent keeps up to date; re-read on every heartbeat.
+    #[arg(long, requires = "node_id")]
+    pub(crate) node_config: Option<PathBuf>,
 }
 
 impl CommonArgs {
@@ -132,6 +162,10 @@ impl ControlArgs {
             "--access-token-ttl-secs must be between 60 and 900"
         );
         anyhow::ensure!(
+            (300..=2_592_000).contains(&self.nodes.node_cert_validity_secs),
+            "--node-cert-validity-secs must be between 300 and 2592000"
+        );
+        anyhow::ensure!(
             self.web_dir.join("index.html").is_file(),
             "--web-dir {} has no index.html",
             self.web_dir.display()
@@ -145,6 +179,9 @@ impl ControlArgs {
             lost_grace: Duration::from_secs(self.lost_grace_secs.max(1)),
             sweep_interval: Duration::from_secs(1),
             web_dir: self.web_dir.clone(),
+            node_listen: self.nodes.node_listen,
+            node_api_names: self.nodes.node_api_names.clone(),
+            node_cert_validity: Duration::from_secs(self.nodes.node_cert_validity_secs),
         })
     }
 }
@@ -170,6 +207,10 @@ impl WorkerArgs {
             cluster_secret: self.common.cluster_secret.clone(),
             heartbeat_interval: Duration::from_millis(self.heartbeat_ms),
             connect_timeout: Duration::from_secs(self.connect_timeout_secs.max(1)),
+            max_sessions: self.max_sessions.max(1),
+            node: self.node_id,
+            node_org: self.node_org,
+            node_config: self.node_config.clone(),
         })
     }
 }
@@ -198,8 +239,14 @@ pub(crate) async fn control(args: ControlArgs) -> anyhow::Result<()> {
     }
     let control = Control::bind(config, store, coord, vault)
         .await
-        .context("could not bind --listen")?;
+        .context("could not start the control plane")?;
     announce("control", control.local_addr()?);
+    if let Some(addr) = control.node_api_addr() {
+        println!(
+            "{}",
+            serde_json::json!({ "event": "listening", "service": "node-api", "addr": addr?.to_string(), "ca_fingerprint": control.ca_fingerprint() })
+        );
+    }
     let shutdown = shutdown_on_signal();
     control.run(shutdown).await?;
     Ok(())
@@ -208,9 +255,7 @@ pub(crate) async fn control(args: ControlArgs) -> anyhow::Result<()> {
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let (store, coord) = args.common.connect().await?;
-    let worker = Worker::bind(config, store, coord)
-        .await
-        .context("could not bind --listen")?;
+    let worker = Worker::bind(config, store, coord).await?;
     announce("worker", worker.local_addr()?);
     let shutdown = shutdown_on_signal();
     exit_with_parent(&shutdown);

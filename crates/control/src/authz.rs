@@ -203,6 +203,7 @@ fn describe(action: Action) -> &'static str {
         Action::ManageMembers => "manage members",
         Action::ManagePolicies => "manage policies",
         Action::ManageApiKeys => "manage API keys",
+        Action::ManageNodes => "manage the organisation's nodes",
         Action::ReadAudit => "read the audit trail",
         Action::ViewAllSessions => "see every session of the organisation",
     }

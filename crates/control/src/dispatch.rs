@@ -8,24 +8,73 @@ use crate::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DispatchError {
-    #[error("no worker is available")]
-    NoWorker,
+    #[error("{0}")]
+    NoWorker(String),
     #[error("worker {0} is not reachable")]
     Unreachable(WorkerId),
     #[error("worker rejected the request: {message} ({code})")]
     Rejected { status: u16, code: String, message: String },
 }
 
-/// Picks the live worker holding the fewest sessions.
-pub(crate) async fn choose_worker(state: &AppState) -> Result<WorkerBeat, DispatchError> {
-    let workers = state.coord.live_workers().await.map_err(|error| {
-        tracing::warn!(error = %error, "Could not list workers");
-        DispatchError::NoWorker
+/// Places a new session and starts it: tries the ranked workers best first, moving on when one
+/// is unreachable or full, and gives up after three. The error names why nothing was possible.
+pub(crate) async fn place_and_start(
+    state: &AppState,
+    org: OrgId,
+    session: SessionId,
+    target: TargetSpec,
+) -> Result<WorkerBeat, DispatchError> {
+    let placement = crate::nodes::placement::decide(state, org).await.map_err(|error| {
+        tracing::warn!(error = %error, "Could not gather placement candidates");
+        DispatchError::NoWorker(format!("placement failed: {error}"))
     })?;
-    workers
-        .into_iter()
-        .min_by_key(|beat| beat.sessions)
-        .ok_or(DispatchError::NoWorker)
+    if placement.decision.ranked.is_empty() {
+        return Err(DispatchError::NoWorker(no_worker_reason(&placement.decision)));
+    }
+    let mut last = None;
+    for scored in placement.decision.ranked.iter().take(3) {
+        let Some(beat) = placement.beats.get(&scored.worker) else { continue };
+        match start(state, beat, org, session, target.clone()).await {
+            Ok(()) => {
+                tracing::info!(session.id = %session, worker.id = %beat.id, node = %scored.node_name, score = scored.score, "Session placed");
+                return Ok(beat.clone());
+            }
+            Err(error @ (DispatchError::Unreachable(_) | DispatchError::Rejected { status: 503, .. })) => {
+                tracing::warn!(session.id = %session, worker.id = %beat.id, error = %error, "Worker could not take the session; trying the next");
+                last = Some(error);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| DispatchError::NoWorker("no ranked worker answered".into())))
+}
+
+/// Summarises why every candidate was filtered out, e.g. "2 draining, 1 other organisation".
+fn no_worker_reason(decision: &rdp_proxy_core::placement::Decision) -> String {
+    use rdp_proxy_core::placement::Rejection;
+    if decision.filtered.is_empty() {
+        return "no worker is running".into();
+    }
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for filtered in &decision.filtered {
+        let reason = match &filtered.reason {
+            // Other organisations' nodes are not named to this organisation.
+            Rejection::OtherOrganisation => continue,
+            Rejection::NotReady { state } => format!("node {state}"),
+            Rejection::NoCapability { .. } => "no RDP capability".into(),
+            Rejection::ServiceNotEnabled { .. } => "worker service not enabled".into(),
+            Rejection::NoHeartbeat => "no heartbeat".into(),
+            Rejection::AbsurdFigures { .. } => "implausible load figures".into(),
+            Rejection::Unhealthy { .. } => "unhealthy".into(),
+            Rejection::Full { .. } => "full".into(),
+        };
+        *counts.entry(reason).or_default() += 1;
+    }
+    if counts.is_empty() {
+        return "no worker may serve this organisation".into();
+    }
+    let parts: Vec<String> = counts.into_iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+    format!("no worker can take the session ({})", parts.join(", "))
 }
 
 pub(crate) async fn worker(state: &AppState, id: WorkerId) -> Result<WorkerBeat, DispatchError> {

@@ -8,6 +8,7 @@ mod dispatch;
 mod error;
 mod extract;
 mod metrics;
+mod nodes;
 mod openapi;
 mod reaper;
 mod routes;
@@ -46,6 +47,13 @@ pub struct ControlConfig {
     pub sweep_interval: Duration,
     /// Directory with the portal and viewer pages.
     pub web_dir: PathBuf,
+    /// Address of the node API (mutual TLS) that node agents join and report to; `None`
+    /// serves no node API (workers started without an agent still work).
+    pub node_listen: Option<SocketAddr>,
+    /// DNS names or IP addresses agents use to reach the node API; its certificate names them.
+    pub node_api_names: Vec<String>,
+    /// Lifetime of node certificates.
+    pub node_cert_validity: Duration,
 }
 
 #[derive(Clone)]
@@ -58,17 +66,52 @@ pub(crate) struct AppState {
     pub(crate) vault: Vault,
     pub(crate) policies: rdp_proxy_policy::PolicyCache,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) authority: Arc<nodes::Authority>,
 }
 
 /// A bound, not yet serving control plane.
 pub struct Control {
     state: AppState,
     listener: tokio::net::TcpListener,
+    node_api: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("could not bind the listener")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Authority(#[from] nodes::AuthorityError),
 }
 
 impl Control {
-    pub async fn bind(config: ControlConfig, store: Store, coord: Coord, vault: Vault) -> std::io::Result<Self> {
+    pub async fn bind(config: ControlConfig, store: Store, coord: Coord, vault: Vault) -> Result<Self, BindError> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let authority = nodes::Authority::load(&store, &vault, config.node_cert_validity).await?;
+        let node_api = match config.node_listen {
+            Some(addr) => {
+                let node_listener = tokio::net::TcpListener::bind(addr).await?;
+                let mut names = config.node_api_names.clone();
+                if names.is_empty() {
+                    names.push(node_listener.local_addr()?.ip().to_string());
+                }
+                let (server, key) = authority.ca.issue_server(
+                    &names,
+                    std::time::Duration::from_secs(30 * 24 * 3600),
+                    time::OffsetDateTime::now_utc(),
+                ).map_err(nodes::AuthorityError::from)?;
+                let tls = rdp_proxy_pki::node_api_server_config(
+                    authority.ca.cert_pem(),
+                    &server.cert_pem,
+                    &key,
+                    authority.revocations.clone(),
+                )
+                .map_err(nodes::AuthorityError::from)?;
+                Some((node_listener, tls))
+            }
+            None => None,
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .connect_timeout(Duration::from_secs(3))
@@ -83,26 +126,78 @@ impl Control {
             vault,
             policies: rdp_proxy_policy::PolicyCache::default(),
             metrics: Arc::new(metrics::Metrics::new()),
+            authority,
         };
-        Ok(Self { state, listener })
+        Ok(Self {
+            state,
+            listener,
+            node_api,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// Address of the node API, when it is served.
+    pub fn node_api_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.node_api.as_ref().map(|(listener, _)| listener.local_addr())
+    }
+
+    /// SHA-256 of the cluster CA certificate, which join tokens carry.
+    pub fn ca_fingerprint(&self) -> &str {
+        &self.state.authority.fingerprint
+    }
+
     /// Serves until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let Control { state, listener } = self;
+        let Control {
+            state,
+            listener,
+            node_api,
+        } = self;
         tracing::info!(addr = %listener.local_addr()?, "Control plane started");
         let sweep = tokio::spawn(reaper::run(state.clone(), shutdown.clone()));
+        let revocations = tokio::spawn(refresh_revocations(state.clone(), shutdown.clone()));
+        let node_server = node_api.map(|(node_listener, tls)| {
+            let app = nodes::api::router().with_state(state.clone());
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                if let Ok(addr) = node_listener.local_addr() {
+                    tracing::info!(addr = %addr, "Node API started");
+                }
+                if let Err(error) = rdp_proxy_pki::serve(node_listener, tls, app, shutdown).await {
+                    tracing::error!(error = %error, "Node API stopped");
+                }
+            })
+        });
         let app = router(state);
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         sweep.abort();
+        revocations.abort();
+        if let Some(server) = node_server {
+            let _ = server.await;
+        }
         tracing::info!("Control plane stopped");
         result
+    }
+}
+
+/// Reloads revoked certificate serials, so a revocation made through another control-plane
+/// instance is refused here too within two seconds.
+async fn refresh_revocations(state: AppState, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match state.store.revoked_serials().await {
+            Ok(serials) => state.authority.revocations.replace_all(serials),
+            Err(error) => tracing::warn!(error = %error, "Could not reload revoked certificates"),
+        }
     }
 }
 
@@ -111,6 +206,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::router())
         .merge(openapi::router())
+        .merge(nodes::cluster::router())
         .route("/metrics", axum::routing::get(metrics::serve))
         .with_state(state)
         .fallback_service(web)

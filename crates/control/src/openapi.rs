@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
-use crate::routes::{api_keys, audit, auth, credentials, members, policy, sessions, targets};
+use crate::routes::{api_keys, audit, auth, credentials, members, nodes, policy, sessions, targets};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,8 @@ use crate::routes::{api_keys, audit, auth, credentials, members, policy, session
         audit::list_audit, audit::verify_audit,
         sessions::create_session, sessions::list_sessions, sessions::get_session, sessions::session_events,
         sessions::attach_session, sessions::detach_session, sessions::terminate_session,
+        nodes::list_nodes, nodes::create_join_token, nodes::drain_node, nodes::resume_node, nodes::revoke_node,
+        nodes::remove_node,
     ),
     modifiers(&BearerAuth)
 )]

@@ -1,21 +1,23 @@
-//! The lost-worker sweep: sessions whose worker has not sent a heartbeat for the grace period
-//! become `lost`, with the reason in their history.
+//! The sweeps: a worker that has not sent a heartbeat for the grace period is declared lost (its
+//! fencing number goes stale) and its sessions become `lost` with the reason in their history;
+//! a node whose agent stopped reporting becomes `down`; a session no worker claimed fails.
 //!
 //! Several control-plane instances may sweep at once; the versioned transition makes the second
 //! writer fail harmlessly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use rdp_proxy_core::session::EventKind;
-use rdp_proxy_core::{OrgId, SessionId, SessionState, WorkerId};
+use rdp_proxy_core::node::NodeState;
+use rdp_proxy_core::{NodeId, OrgId, SessionId, SessionState, WorkerId};
 use rdp_proxy_store::Transition;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
-    let mut missing_since: HashMap<WorkerId, Instant> = HashMap::new();
+    let mut missing = Missing::default();
     let mut ticker = tokio::time::interval(state.config.sweep_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -23,8 +25,11 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        if let Err(error) = sweep(&state, &mut missing_since).await {
+        if let Err(error) = sweep_workers(&state, &mut missing.workers).await {
             tracing::warn!(error = %error, "Lost-worker sweep failed; retrying next interval");
+        }
+        if let Err(error) = sweep_nodes(&state, &mut missing.nodes).await {
+            tracing::warn!(error = %error, "Node sweep failed; retrying next interval");
         }
         if let Err(error) = fail_undispatched(&state).await {
             tracing::warn!(error = %error, "Sweep of undispatched sessions failed; retrying next interval");
@@ -32,19 +37,31 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-async fn sweep(
-    state: &AppState,
-    missing_since: &mut HashMap<WorkerId, Instant>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let held = state.store.held_sessions().await?;
+/// Since when this instance has seen no heartbeat of each worker and no report of each node.
+#[derive(Default)]
+struct Missing {
+    workers: HashMap<WorkerId, Instant>,
+    nodes: HashMap<NodeId, Instant>,
+}
+
+type SweepError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Declares live workers without a heartbeat for the grace period lost (their fencing number
+/// becomes stale) and marks their sessions `lost`. Sessions held by a worker that is no longer
+/// registered as live are marked at once.
+async fn sweep_workers(state: &AppState, missing_since: &mut HashMap<WorkerId, Instant>) -> Result<(), SweepError> {
+    let registrations = state.store.live_worker_registrations().await?;
     let mut holders: HashMap<WorkerId, Vec<(OrgId, SessionId)>> = HashMap::new();
-    for (org, session, worker) in held {
+    for (org, session, worker) in state.store.held_sessions().await? {
         holders.entry(worker).or_default().push((org, session));
     }
-    missing_since.retain(|worker, _| holders.contains_key(worker));
-    for (worker, sessions) in holders {
-        // A Redis error is not evidence that the worker died: skip the round.
-        if state.coord.worker(worker).await?.is_some() {
+    // A Redis error is not evidence that a worker died: the `?` skips the round.
+    let beating: HashSet<WorkerId> = state.coord.live_workers().await?.into_iter().map(|beat| beat.id).collect();
+    let live: HashSet<WorkerId> = registrations.iter().map(|registration| registration.id).collect();
+    missing_since.retain(|worker, _| live.contains(worker));
+    for registration in &registrations {
+        let worker = registration.id;
+        if beating.contains(&worker) {
             missing_since.remove(&worker);
             continue;
         }
@@ -54,8 +71,51 @@ async fn sweep(
             continue;
         }
         let reason = format!("worker {worker} sent no heartbeat for {} s", silent.as_secs());
-        mark_lost(state, worker, &sessions, &reason).await?;
+        if state.store.end_worker(worker, true, &reason).await? {
+            tracing::warn!(worker.id = %worker, fence = registration.fence, reason, "Worker declared lost");
+        }
         missing_since.remove(&worker);
+        if let Some(sessions) = holders.remove(&worker) {
+            mark_lost(state, worker, &sessions, &reason).await?;
+        }
+    }
+    for (worker, sessions) in holders {
+        if live.contains(&worker) {
+            continue;
+        }
+        let reason = format!("worker {worker} is no longer running");
+        mark_lost(state, worker, &sessions, &reason).await?;
+    }
+    Ok(())
+}
+
+/// Marks nodes whose agent sent no report for the grace period `down`.
+async fn sweep_nodes(state: &AppState, missing_since: &mut HashMap<NodeId, Instant>) -> Result<(), SweepError> {
+    let nodes: Vec<_> = state
+        .store
+        .nodes(None)
+        .await?
+        .into_iter()
+        .filter(|node| matches!(node.state, NodeState::Joining | NodeState::Ready | NodeState::Draining))
+        .collect();
+    let ids: Vec<NodeId> = nodes.iter().map(|node| node.id).collect();
+    let live = state.coord.node_reports_live(&ids).await?;
+    missing_since.retain(|node, _| ids.contains(node));
+    for (node, live) in nodes.iter().zip(live) {
+        if live {
+            missing_since.remove(&node.id);
+            continue;
+        }
+        let since = *missing_since.entry(node.id).or_insert_with(Instant::now);
+        let silent = since.elapsed();
+        if silent < state.config.lost_grace {
+            continue;
+        }
+        let reason = format!("the node agent sent no report for {} s", silent.as_secs());
+        if state.store.mark_node_down(node.id, &reason).await? {
+            tracing::warn!(node.id = %node.id, node.name = %node.name, reason, "Node down");
+        }
+        missing_since.remove(&node.id);
     }
     Ok(())
 }

@@ -35,6 +35,32 @@ impl Vault {
         }
     }
 
+    /// Seals a cluster secret (such as the CA's private key) under a fresh data key wrapped by
+    /// the master key. Returns the master key id, the wrapped data key and the sealed bytes.
+    pub(crate) fn seal_cluster_secret(&self, plaintext: &[u8]) -> (String, Vec<u8>, Vec<u8>) {
+        let key = DataKey::generate();
+        let wrapped = self.master.wrap(uuid::Uuid::nil(), &key);
+        let sealed = key.seal(uuid::Uuid::nil(), uuid::Uuid::nil(), plaintext);
+        (wrapped.master_key_id, wrapped.bytes, sealed)
+    }
+
+    /// Opens what [`Vault::seal_cluster_secret`] sealed.
+    pub(crate) fn open_cluster_secret(
+        &self,
+        master_key_id: &str,
+        wrapped: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let key = self.master.unwrap(
+            uuid::Uuid::nil(),
+            &WrappedKey {
+                master_key_id: master_key_id.to_owned(),
+                bytes: wrapped.to_vec(),
+            },
+        )?;
+        Ok(key.open(uuid::Uuid::nil(), uuid::Uuid::nil(), sealed)?)
+    }
+
     /// Returns the organisation's data key, creating and storing it on first use.
     async fn data_key(&self, tx: &mut OrgTx) -> Result<DataKey, VaultError> {
         let org = tx.org();

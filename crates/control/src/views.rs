@@ -78,6 +78,7 @@ pub(crate) struct Permissions {
     pub(crate) manage_members: bool,
     pub(crate) manage_policies: bool,
     pub(crate) manage_api_keys: bool,
+    pub(crate) manage_nodes: bool,
     pub(crate) read_audit: bool,
     pub(crate) view_all_sessions: bool,
 }

@@ -1,6 +1,6 @@
 //! Redis key layout. Tenant data is prefixed by organisation; worker keys are cluster-wide.
 
-use rdp_proxy_core::{OrgId, SessionId, WorkerId};
+use rdp_proxy_core::{NodeId, OrgId, SessionId, WorkerId};
 
 const PREFIX: &str = "rdpp";
 
@@ -10,6 +10,10 @@ pub(crate) fn worker(worker: WorkerId) -> String {
 
 pub(crate) fn worker_pattern() -> String {
     format!("{PREFIX}:worker:*")
+}
+
+pub(crate) fn node(node: NodeId) -> String {
+    format!("{PREFIX}:node:{node}")
 }
 
 pub(crate) fn route(org: OrgId, session: SessionId) -> String {

@@ -3,14 +3,15 @@
 use std::time::Duration;
 
 use rdp_proxy_core::lease::ControlLease;
-use rdp_proxy_core::{OrgId, SessionId, WorkerId};
+use rdp_proxy_core::node::ServiceLoad;
+use rdp_proxy_core::{NodeId, OrgId, SessionId, WorkerId};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::{Coord, CoordError, keys};
 
 /// Heartbeat payload a worker publishes about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerBeat {
     pub id: WorkerId,
     /// Base URL browsers use for the viewer WebSocket, e.g. `ws://127.0.0.1:9000`.
@@ -19,6 +20,15 @@ pub struct WorkerBeat {
     pub internal_url: String,
     pub sessions: u32,
     pub version: String,
+    /// The node the worker runs on; `None` for a worker started without a node agent.
+    #[serde(default)]
+    pub node: Option<NodeId>,
+    /// Measured load; `None` from workers too old to report it.
+    #[serde(default)]
+    pub load: Option<ServiceLoad>,
+    /// Version of the node configuration document the worker runs.
+    #[serde(default)]
+    pub config_version: Option<i64>,
 }
 
 impl Coord {
@@ -53,15 +63,38 @@ impl Coord {
             }
         }
         let mut beats = Vec::with_capacity(names.len());
-        for name in names {
-            let raw: Option<String> = conn.get(&name).await?;
-            match raw.map(|raw| serde_json::from_str::<WorkerBeat>(&raw)) {
-                Some(Ok(beat)) => beats.push(beat),
-                Some(Err(error)) => tracing::warn!(key = %name, %error, "Skipping unreadable worker heartbeat"),
-                None => {}
+        for chunk in names.chunks(500) {
+            let values: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query_async(&mut conn).await?;
+            for (name, raw) in chunk.iter().zip(values) {
+                match raw.map(|raw| serde_json::from_str::<WorkerBeat>(&raw)) {
+                    Some(Ok(beat)) => beats.push(beat),
+                    Some(Err(error)) => tracing::warn!(key = %name, %error, "Skipping unreadable worker heartbeat"),
+                    None => {}
+                }
             }
         }
         Ok(beats)
+    }
+
+    /// Records a node agent's latest report, which expires after `ttl` unless renewed.
+    pub async fn set_node_report(&self, node: NodeId, report: &str, ttl: Duration) -> Result<(), CoordError> {
+        let _: () = self.conn().pset_ex(keys::node(node), report, millis(ttl)).await?;
+        Ok(())
+    }
+
+    /// Whether each node's report is still live, in the order given.
+    pub async fn node_reports_live(&self, nodes: &[NodeId]) -> Result<Vec<bool>, CoordError> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = nodes.iter().map(|node| keys::node(*node)).collect();
+        let mut conn = self.conn();
+        let mut live = Vec::with_capacity(names.len());
+        for chunk in names.chunks(500) {
+            let values: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query_async(&mut conn).await?;
+            live.extend(values.iter().map(Option::is_some));
+        }
+        Ok(live)
     }
 
     /// Records that `worker` holds `session`, for `ttl`; the worker re-asserts it on each beat.

@@ -56,13 +56,15 @@ pub enum Action {
     ManageMembers,
     ManagePolicies,
     ManageApiKeys,
+    /// Join, drain, revoke and remove the organisation's own customer-managed nodes.
+    ManageNodes,
     ReadAudit,
     ViewAllSessions,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Self::Connect,
         Self::View,
         Self::Attach,
@@ -77,6 +79,7 @@ impl Action {
         Self::ManageMembers,
         Self::ManagePolicies,
         Self::ManageApiKeys,
+        Self::ManageNodes,
         Self::ReadAudit,
         Self::ViewAllSessions,
     ];
@@ -97,6 +100,7 @@ impl Action {
             Self::ManageMembers => "manage_members",
             Self::ManagePolicies => "manage_policies",
             Self::ManageApiKeys => "manage_api_keys",
+            Self::ManageNodes => "manage_nodes",
             Self::ReadAudit => "read_audit",
             Self::ViewAllSessions => "view_all_sessions",
         }
@@ -119,6 +123,7 @@ impl Action {
             | Self::ManageMembers
             | Self::ManagePolicies
             | Self::ManageApiKeys
+            | Self::ManageNodes
             | Self::ReadAudit
             | Self::ViewAllSessions => ResourceKind::Org,
         }

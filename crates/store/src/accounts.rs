@@ -65,6 +65,13 @@ impl Store {
         Ok(OrgId(id))
     }
 
+    pub async fn org_exists(&self, org: OrgId) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1)")
+            .bind(org.0)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Returns the id of the organisation called `name`, or `NotFound`.
     pub async fn find_org(&self, name: &str) -> Result<OrgId, StoreError> {
         sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM orgs WHERE name = $1")

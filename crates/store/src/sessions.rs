@@ -23,6 +23,8 @@ pub struct SessionRecord {
     pub state: SessionState,
     pub version: i64,
     pub worker: Option<WorkerId>,
+    /// Fencing number of the worker registration that claimed the session.
+    pub worker_fence: Option<i64>,
     pub width: u16,
     pub height: u16,
     pub control_fence: FencingToken,
@@ -78,6 +80,9 @@ pub struct Transition {
     pub reason: Option<String>,
     /// Worker that now holds the session (set when it starts connecting).
     pub worker: Option<WorkerId>,
+    /// The worker writing this change and its fencing number. When set, the change applies only
+    /// while that registration is live and (after the claim) still the session's holder.
+    pub holder: Option<(WorkerId, i64)>,
     /// Desktop size the target chose.
     pub size: Option<(u16, u16)>,
     /// New control holder; `Some(None)` clears it.
@@ -93,9 +98,16 @@ impl Transition {
             actor: None,
             reason: None,
             worker: None,
+            holder: None,
             size: None,
             control: None,
         }
+    }
+
+    /// Fences the change to `worker`'s registration with number `fence`.
+    pub fn held_by(mut self, worker: WorkerId, fence: i64) -> Self {
+        self.holder = Some((worker, fence));
+        self
     }
 
     pub fn actor(mut self, actor: Option<UserId>) -> Self {
@@ -123,7 +135,7 @@ pub struct ControlUpdate {
 }
 
 const SESSION_SELECT: &str = "SELECT s.id, s.org_id, s.owner_id, o.name AS owner_name, s.target_id,
-        t.name AS target_name, s.state, s.version, s.worker_id, s.width, s.height, s.control_fence,
+        t.name AS target_name, s.state, s.version, s.worker_id, s.worker_fence, s.width, s.height, s.control_fence,
         s.control_user_id, c.name AS control_user_name, s.control_since, s.reason, s.created_at,
         s.updated_at, s.ended_at, s.idle_detach_secs, s.max_duration_secs
     FROM sessions s
@@ -279,6 +291,9 @@ impl Store {
         let mut tx = self.org_tx(org).await?;
         let current = lock_session(&mut tx, id).await?;
         check_transition(&current, &change)?;
+        if let Some(holder) = change.holder {
+            check_fence(&mut tx, &current, &change, holder).await?;
+        }
         let version = current.version + 1;
         apply_transition(&mut tx, &current, &change, version).await?;
         let actor_name = match change.actor {
@@ -331,6 +346,33 @@ fn check_transition(current: &SessionRecord, change: &Transition) -> Result<(), 
     Ok(())
 }
 
+/// Refuses a worker's write when its registration is no longer live (declared lost, or
+/// registered again since) or when another registration holds the session.
+async fn check_fence(
+    tx: &mut OrgTx,
+    current: &SessionRecord,
+    change: &Transition,
+    (worker, fence): (WorkerId, i64),
+) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT fence, state FROM workers WHERE id = $1 FOR SHARE")
+        .bind(worker.0)
+        .fetch_optional(tx.conn())
+        .await?;
+    let stale = || StoreError::StaleFence {
+        worker,
+        fence,
+    };
+    let Some(row) = row else { return Err(stale()) };
+    if row.get::<i64, _>("fence") != fence || row.get::<String, _>("state") != "live" {
+        return Err(stale());
+    }
+    let claiming = change.worker == Some(worker);
+    if !claiming && (current.worker != Some(worker) || current.worker_fence != Some(fence)) {
+        return Err(stale());
+    }
+    Ok(())
+}
+
 async fn apply_transition(
     tx: &mut OrgTx,
     current: &SessionRecord,
@@ -351,6 +393,7 @@ async fn apply_transition(
             control_since = CASE WHEN $7 THEN $9 ELSE control_since END,
             control_fence = $10,
             reason = COALESCE($11, reason),
+            worker_fence = CASE WHEN $4::uuid IS NOT NULL THEN $13 ELSE worker_fence END,
             updated_at = now(),
             ended_at = CASE WHEN $12 THEN now() ELSE ended_at END
          WHERE id = $1",
@@ -367,6 +410,7 @@ async fn apply_transition(
     .bind(i64::try_from(control_fence.0).unwrap_or(i64::MAX))
     .bind(&change.reason)
     .bind(ends)
+    .bind(change.holder.map(|(_, fence)| fence))
     .execute(tx.conn())
     .await?;
     Ok(())
@@ -460,6 +504,7 @@ fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
         state,
         version: row.get("version"),
         worker: row.get::<Option<uuid::Uuid>, _>("worker_id").map(WorkerId),
+        worker_fence: row.get("worker_fence"),
         width: dimension("width")?,
         height: dimension("height")?,
         control_fence: FencingToken(u64::try_from(fence).unwrap_or(0)),

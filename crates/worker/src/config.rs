@@ -1,7 +1,10 @@
 //! Worker settings, already validated by the binary that builds them.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use rdp_proxy_core::{NodeId, OrgId};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -15,6 +18,15 @@ pub struct WorkerConfig {
     pub cluster_secret: String,
     pub heartbeat_interval: Duration,
     pub connect_timeout: Duration,
+    /// Sessions this worker accepts at most, unless the node configuration says otherwise.
+    pub max_sessions: u32,
+    /// The node this worker runs on, when a node agent started it.
+    pub node: Option<NodeId>,
+    /// The organisation a customer-managed node is scoped to. The worker refuses sessions and
+    /// viewers of any other organisation, whatever the control plane asks.
+    pub node_org: Option<OrgId>,
+    /// Configuration document written by the node agent; re-read on every heartbeat.
+    pub node_config: Option<PathBuf>,
 }
 
 impl WorkerConfig {

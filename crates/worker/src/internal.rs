@@ -59,6 +59,12 @@ async fn start(State(shared): State<Shared>, Json(request): Json<StartSession>) 
         )
             .into_response(),
         Err(StartError::NotFound) => error_response(StatusCode::NOT_FOUND, "session_not_found", "session not found"),
+        Err(error @ StartError::OrgNotServed { .. }) => {
+            error_response(StatusCode::FORBIDDEN, "org_not_served", error.to_string())
+        }
+        Err(error @ StartError::Full { .. }) => {
+            error_response(StatusCode::SERVICE_UNAVAILABLE, "worker_full", error.to_string())
+        }
         Err(error @ (StartError::NotRequested(_) | StartError::AlreadyHeld)) => {
             error_response(StatusCode::CONFLICT, "session_not_startable", error.to_string())
         }

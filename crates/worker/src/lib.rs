@@ -7,13 +7,16 @@ mod authz;
 mod config;
 mod heartbeat;
 mod internal;
+mod load;
 mod metrics;
 mod registry;
 mod session;
+mod settings;
 mod viewer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::Router;
 use rdp_proxy_coord::{Coord, TokenStore};
@@ -35,6 +38,42 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) policies: rdp_proxy_policy::PolicyCache,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Fencing number of this worker's registration in PostgreSQL; every session write carries
+    /// it, so a worker declared lost cannot overwrite what happened meanwhile.
+    fence: Arc<AtomicI64>,
+    pub(crate) settings: Arc<settings::Live>,
+    pub(crate) traffic: load::Traffic,
+}
+
+impl Shared {
+    pub(crate) fn fence(&self) -> i64 {
+        self.fence.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_fence(&self, fence: i64) {
+        self.fence.store(fence, Ordering::SeqCst);
+    }
+
+    /// Records a session change fenced to this worker's registration.
+    pub(crate) async fn record(
+        &self,
+        org: rdp_proxy_core::OrgId,
+        id: rdp_proxy_core::SessionId,
+        change: rdp_proxy_store::Transition,
+    ) -> Result<rdp_proxy_store::SessionRecord, rdp_proxy_store::StoreError> {
+        self.store
+            .transition(org, id, change.held_by(self.id, self.fence()))
+            .await
+    }
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("could not bind the listener")]
+    Listen(#[from] std::io::Error),
+    #[error("could not register the worker in PostgreSQL")]
+    Register(#[from] rdp_proxy_store::StoreError),
 }
 
 /// A bound, not yet serving worker.
@@ -44,14 +83,20 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Connects to PostgreSQL and Redis and binds the listener.
-    pub async fn bind(config: WorkerConfig, store: Store, coord: Coord) -> std::io::Result<Self> {
+    /// Binds the listener and registers this worker (and its fencing number) in PostgreSQL.
+    pub async fn bind(config: WorkerConfig, store: Store, coord: Coord) -> Result<Self, BindError> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let mut config = config;
         let local = listener.local_addr()?;
         config.resolve_urls(local);
+        let id = WorkerId::new_random();
+        let fence = store.register_worker(id, config.node).await?;
+        let settings = Arc::new(settings::Live::new(&config));
         let shared = Shared {
-            id: WorkerId::new_random(),
+            id,
+            fence: Arc::new(AtomicI64::new(fence)),
+            settings,
+            traffic: load::Traffic::default(),
             tokens: TokenStore::new(coord.clone()),
             policies: rdp_proxy_policy::PolicyCache::default(),
             metrics: Arc::new(metrics::Metrics::new()),
@@ -95,6 +140,9 @@ impl Worker {
         beat.abort();
         if let Err(error) = shared.coord.remove_worker(shared.id).await {
             tracing::warn!(worker.id = %shared.id, error = %error, "Could not remove the worker heartbeat");
+        }
+        if let Err(error) = shared.store.end_worker(shared.id, false, "worker shut down").await {
+            tracing::warn!(worker.id = %shared.id, error = %error, "Could not record the worker's shutdown");
         }
         tracing::info!(worker.id = %shared.id, "Worker stopped");
         result

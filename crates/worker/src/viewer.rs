@@ -71,7 +71,7 @@ async fn serve(mut socket: WebSocket, shared: Shared, session_id: SessionId) {
         .map(|handle| handle.org.to_string())
         .unwrap_or_default();
     let span = tracing::info_span!("viewer", org.id = %org, session.id = %session_id, viewer.id = %viewer);
-    let _ = tracing::Instrument::instrument(stream(socket, attachment, viewer), span).await;
+    let _ = tracing::Instrument::instrument(stream(socket, attachment, viewer, shared.traffic.clone()), span).await;
     let _ = commands.send(Command::ViewerGone { viewer }).await;
 }
 
@@ -162,6 +162,15 @@ async fn handshake(
             "attach token belongs to another session",
         ));
     }
+    if let Some(served) = shared.config.node_org
+        && grant.org != served
+    {
+        return Err(Rejection::new(
+            close_code::FORBIDDEN,
+            "org_not_served",
+            "this node serves another organisation",
+        ));
+    }
     crate::authz::check_attach(shared, &grant)
         .await
         .map_err(|reason| Rejection::new(close_code::FORBIDDEN, "forbidden", reason))?;
@@ -195,7 +204,7 @@ async fn handshake(
 }
 
 /// Runs the attached viewer until the socket closes or the actor closes it.
-async fn stream(socket: WebSocket, attachment: Attachment, viewer: ViewerId) {
+async fn stream(socket: WebSocket, attachment: Attachment, viewer: ViewerId, traffic: crate::load::Traffic) {
     let Attachment {
         fence,
         screen,
@@ -235,6 +244,7 @@ async fn stream(socket: WebSocket, attachment: Attachment, viewer: ViewerId) {
                     Ok(batch) => {
                         let mut failed = false;
                         for message in batch {
+                            traffic.add(message_len(&message));
                             if sink.send(message).await.is_err() { failed = true; break; }
                         }
                         if failed { break; }
@@ -415,4 +425,13 @@ fn close(code: u16, reason: &str) -> Message {
         code,
         reason: Utf8Bytes::from(reason),
     }))
+}
+
+fn message_len(message: &Message) -> u64 {
+    let len = match message {
+        Message::Binary(bytes) => bytes.len(),
+        Message::Text(text) => text.len(),
+        _ => 0,
+    };
+    u64::try_from(len).unwrap_or(u64::MAX)
 }

@@ -481,6 +481,7 @@ pub(crate) async fn permissions(state: &AppState, caller: &Caller) -> Result<Per
         manage_members: can(Action::ManageMembers),
         manage_policies: can(Action::ManagePolicies),
         manage_api_keys: can(Action::ManageApiKeys),
+        manage_nodes: can(Action::ManageNodes),
         read_audit: can(Action::ReadAudit),
         view_all_sessions: can(Action::ViewAllSessions),
     })

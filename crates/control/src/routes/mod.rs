@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod credentials;
 pub(crate) mod members;
+pub(crate) mod nodes;
 pub(crate) mod policy;
 pub(crate) mod sessions;
 pub(crate) mod targets;
@@ -24,6 +25,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(api_keys::router())
         .merge(audit::router())
         .merge(sessions::router())
+        .merge(nodes::router())
 }
 
 /// Page size from `?limit=`: 1–200, 50 when absent.

@@ -207,10 +207,7 @@ pub(crate) async fn create_session(
         password: password.to_string(),
         domain: secret.domain.clone(),
     };
-    let started = match dispatch::choose_worker(&state).await {
-        Ok(worker) => dispatch::start(&state, &worker, caller.org, record.id, spec).await,
-        Err(error) => Err(error),
-    };
+    let started = dispatch::place_and_start(&state, caller.org, record.id, spec).await;
     if let Err(error) = started {
         let reason = format!("could not start the session: {error}");
         let change = Transition::new(SessionState::Failed, EventKind::Failed).reason(reason.clone());
@@ -499,7 +496,7 @@ pub(crate) async fn terminate_session(
             }
             Err(error) => Err(error),
         },
-        None => Err(DispatchError::NoWorker),
+        None => Err(DispatchError::NoWorker("the session has no worker".into())),
     };
     if let Err(error) = sent {
         // The worker cannot be reached now. PostgreSQL is the truth: record the end, and a worker

@@ -30,7 +30,7 @@ pub(super) async fn connect_phase(
                     let change = Transition::new(SessionState::Terminated, EventKind::Terminated)
                         .actor(actor.user_id)
                         .reason(format!("{} (while connecting)", actor.reason));
-                    let result = shared.store.transition(record.org, record.id, change).await.map(drop)
+                    let result = shared.record(record.org, record.id, change).await.map(drop)
                         .map_err(|error| CommandError::Store(error.to_string()));
                     let _ = reply.send(result);
                     return None;
@@ -52,7 +52,7 @@ pub(super) async fn connect_phase(
             let mut change = Transition::new(SessionState::Detached, EventKind::Connected)
                 .reason(format!("connected at {width}x{height}; no viewer attached"));
             change.size = Some((width, height));
-            match shared.store.transition(record.org, record.id, change).await {
+            match shared.record(record.org, record.id, change).await {
                 Ok(record) => {
                     tracing::info!(width, height, "Session connected");
                     Some((record, connection))
@@ -66,7 +66,7 @@ pub(super) async fn connect_phase(
         Err(reason) => {
             tracing::info!(reason = %reason, "Session failed to connect");
             let change = Transition::new(SessionState::Failed, EventKind::Failed).reason(reason);
-            if let Err(error) = shared.store.transition(record.org, record.id, change).await {
+            if let Err(error) = shared.record(record.org, record.id, change).await {
                 tracing::warn!(error = %error, "Could not record the failed connect");
             }
             None
@@ -95,7 +95,7 @@ async fn connect_target(shared: &Shared, record: &SessionRecord, target: &Target
         security,
         width: record.width,
         height: record.height,
-        connect_timeout: shared.config.connect_timeout,
+        connect_timeout: shared.settings.get().connect_timeout,
         cert_sha256,
     };
     let started = std::time::Instant::now();

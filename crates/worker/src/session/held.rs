@@ -463,8 +463,7 @@ impl Held {
         let attempt = change.clone().expect_version(self.record.version);
         match self
             .shared
-            .store
-            .transition(self.record.org, self.record.id, attempt)
+            .record(self.record.org, self.record.id, attempt)
             .await
         {
             Ok(record) => {
@@ -482,8 +481,7 @@ impl Held {
                 }
                 let record = self
                     .shared
-                    .store
-                    .transition(
+                    .record(
                         self.record.org,
                         self.record.id,
                         change.expect_version(self.record.version),

@@ -97,6 +97,10 @@ pub(crate) enum StartError {
     NotRequested(SessionState),
     #[error("session is already held by this worker")]
     AlreadyHeld,
+    #[error("this node serves only organisation {served}; refused a session of {requested}")]
+    OrgNotServed { served: rdp_proxy_core::OrgId, requested: rdp_proxy_core::OrgId },
+    #[error("this worker holds {held} sessions, its limit")]
+    Full { held: usize },
     #[error("storage failed: {0}")]
     Store(#[source] StoreError),
 }
@@ -104,6 +108,18 @@ pub(crate) enum StartError {
 /// Claims a `requested` session for this worker (moving it to `connecting`) and spawns its actor.
 pub(crate) async fn start(shared: &Shared, request: StartSession) -> Result<SessionRecord, StartError> {
     let id = request.session_id;
+    // Checked before anything is read: a customer-managed node never touches another
+    // organisation's rows, even when a crafted request names them.
+    if let Some(served) = shared.config.node_org
+        && served != request.org_id
+    {
+        tracing::warn!(session.id = %id, org.id = %request.org_id, served = %served, "Refused a session of another organisation");
+        return Err(StartError::OrgNotServed { served, requested: request.org_id });
+    }
+    let held = shared.registry.len();
+    if held >= usize::try_from(shared.settings.get().max_sessions).unwrap_or(usize::MAX) {
+        return Err(StartError::Full { held });
+    }
     let record = match shared.store.get_session(request.org_id, id).await {
         Ok(record) => record,
         Err(StoreError::NotFound { .. }) => return Err(StartError::NotFound),
@@ -130,7 +146,7 @@ pub(crate) async fn start(shared: &Shared, request: StartSession) -> Result<Sess
         .expect_version(record.version)
         .reason(format!("worker {} is connecting", shared.id));
     change.worker = Some(shared.id);
-    let record = match shared.store.transition(record.org, id, change).await {
+    let record = match shared.record(record.org, id, change).await {
         Ok(record) => record,
         Err(error) => {
             shared.registry.remove(id);
