@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod nodes;
 pub mod stack;
 pub mod viewer;
 

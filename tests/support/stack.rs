@@ -35,6 +35,18 @@ pub struct Stack {
 impl Stack {
     /// Starts everything with one worker. Blocks until both services listen.
     pub fn start(binary: &Path) -> Result<Self> {
+        let mut stack = Self::start_without_workers(binary, &[])?;
+        stack.add_worker()?;
+        Ok(stack)
+    }
+
+    /// Starts the databases and a control plane that also serves the node API, with no
+    /// worker: node agents bring their own.
+    pub fn start_cluster(binary: &Path) -> Result<Self> {
+        Self::start_without_workers(binary, &["--node-listen", "127.0.0.1:0"])
+    }
+
+    fn start_without_workers(binary: &Path, control_args: &[&str]) -> Result<Self> {
         let postgres = Postgres::start()?;
         let owner_url = postgres.create_database("rdp_proxy")?;
         let redis = Redis::start()?;
@@ -47,17 +59,46 @@ impl Stack {
             redis_url: redis.url(),
         };
         env.migrate()?;
-        let control = env.spawn_control(dir.path())?;
-        let mut stack = Self {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(control_args);
+        let control = env.spawn_control(dir.path(), &args, "control.log")?;
+        Ok(Self {
             env,
             postgres,
             redis,
             control,
             workers: Vec::new(),
             dir,
-        };
-        stack.add_worker()?;
-        Ok(stack)
+        })
+    }
+
+    /// Address of the node API, from the control plane's second `listening` line.
+    pub fn node_api_addr(&self) -> Result<String> {
+        let text = self.control.process.log_text();
+        let line = text
+            .lines()
+            .find(|line| line.contains("\"service\":\"node-api\""))
+            .context("the control plane announced no node API")?;
+        let value: serde_json::Value = serde_json::from_str(line)?;
+        value["addr"]
+            .as_str()
+            .map(str::to_owned)
+            .context("node-api line without addr")
+    }
+
+    /// Stops the control plane and starts it again on the same addresses.
+    pub fn restart_control(&mut self) -> Result<()> {
+        let node_api = self.node_api_addr().ok();
+        self.control.process.stop();
+        let listen = self.control.addr.clone();
+        let mut args = vec!["--listen", listen.as_str()];
+        if let Some(addr) = &node_api {
+            args.extend_from_slice(&["--node-listen", addr.as_str()]);
+        }
+        self.control = self
+            .env
+            .spawn_control(self.dir.path(), &args, "control-restarted.log")?;
+        Ok(())
     }
 
     pub fn base_url(&self) -> String {
@@ -223,13 +264,14 @@ impl Env {
         Ok(())
     }
 
-    fn spawn_control(&self, dir: &Path) -> Result<Service> {
+    fn spawn_control(&self, dir: &Path, args: &[&str], log: &str) -> Result<Service> {
         let mut command = self.base_command("control");
         command
-            .args(["--listen", "127.0.0.1:0", "--lost-grace-secs", "3"])
+            .args(args)
+            .args(["--lost-grace-secs", "3"])
             .env("RDP_PROXY_TOKEN_SIGNING_KEY", TOKEN_SIGNING_KEY)
             .env("RDP_PROXY_WEB_DIR", web_dir());
-        spawn_service("control", &mut command, &dir.join("control.log"))
+        spawn_service("control", &mut command, &dir.join(log))
     }
 }
 

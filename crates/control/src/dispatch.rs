@@ -33,7 +33,9 @@ pub(crate) async fn place_and_start(
     }
     let mut last = None;
     for scored in placement.decision.ranked.iter().take(3) {
-        let Some(beat) = placement.beats.get(&scored.worker) else { continue };
+        let Some(beat) = placement.beats.get(&scored.worker) else {
+            continue;
+        };
         match start(state, beat, org, session, target.clone()).await {
             Ok(()) => {
                 tracing::info!(session.id = %session, worker.id = %beat.id, node = %scored.node_name, score = scored.score, "Session placed");

@@ -96,11 +96,14 @@ impl Control {
                 if names.is_empty() {
                     names.push(node_listener.local_addr()?.ip().to_string());
                 }
-                let (server, key) = authority.ca.issue_server(
-                    &names,
-                    std::time::Duration::from_secs(30 * 24 * 3600),
-                    time::OffsetDateTime::now_utc(),
-                ).map_err(nodes::AuthorityError::from)?;
+                let (server, key) = authority
+                    .ca
+                    .issue_server(
+                        &names,
+                        std::time::Duration::from_secs(30 * 24 * 3600),
+                        time::OffsetDateTime::now_utc(),
+                    )
+                    .map_err(nodes::AuthorityError::from)?;
                 let tls = rdp_proxy_pki::node_api_server_config(
                     authority.ca.cert_pem(),
                     &server.cert_pem,

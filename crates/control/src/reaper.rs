@@ -8,8 +8,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use rdp_proxy_core::session::EventKind;
 use rdp_proxy_core::node::NodeState;
+use rdp_proxy_core::session::EventKind;
 use rdp_proxy_core::{NodeId, OrgId, SessionId, SessionState, WorkerId};
 use rdp_proxy_store::Transition;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,13 @@ async fn sweep_workers(state: &AppState, missing_since: &mut HashMap<WorkerId, I
         holders.entry(worker).or_default().push((org, session));
     }
     // A Redis error is not evidence that a worker died: the `?` skips the round.
-    let beating: HashSet<WorkerId> = state.coord.live_workers().await?.into_iter().map(|beat| beat.id).collect();
+    let beating: HashSet<WorkerId> = state
+        .coord
+        .live_workers()
+        .await?
+        .into_iter()
+        .map(|beat| beat.id)
+        .collect();
     let live: HashSet<WorkerId> = registrations.iter().map(|registration| registration.id).collect();
     missing_since.retain(|worker, _| live.contains(worker));
     for registration in &registrations {

@@ -92,6 +92,9 @@ async fn heartbeats_and_routes_expire_and_survive_restart() -> anyhow::Result<()
         internal_url: "http://127.0.0.1:1".into(),
         sessions: 0,
         version: "test".into(),
+        node: None,
+        load: None,
+        config_version: None,
     };
     coord.beat(&beat, Duration::from_millis(300)).await?;
     assert_eq!(coord.live_workers().await?, vec![beat.clone()]);

@@ -211,7 +211,11 @@ impl ServiceLoad {
             "memory_available_bytes",
             self.memory_available_bytes,
         )?;
-        check(self.memory_bytes <= capabilities.memory_bytes, "memory_bytes", self.memory_bytes)?;
+        check(
+            self.memory_bytes <= capabilities.memory_bytes,
+            "memory_bytes",
+            self.memory_bytes,
+        )?;
         check(
             self.network_bytes_per_sec <= 1_250_000_000_000,
             "network_bytes_per_sec",
@@ -242,7 +246,11 @@ impl FigureError {
 }
 
 fn check(ok: bool, field: &'static str, value: impl fmt::Display) -> Result<(), FigureError> {
-    if ok { Ok(()) } else { Err(FigureError::new(field, value)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(FigureError::new(field, value))
+    }
 }
 
 fn check_fraction(value: f64, field: &'static str) -> Result<(), FigureError> {
@@ -431,15 +439,16 @@ mod tests {
 
     #[test]
     fn absurd_figures_name_the_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ServiceLoad)>)> = vec![
-            ("node_cpu", Box::new(|l| l.node_cpu = f64::NAN)),
-            ("node_cpu", Box::new(|l| l.node_cpu = -0.1)),
-            ("cpu_cores", Box::new(|l| l.cpu_cores = 64.0)),
-            ("memory_bytes", Box::new(|l| l.memory_bytes = u64::MAX)),
-            ("memory_available_bytes", Box::new(|l| l.memory_available_bytes = 1 << 50)),
-            ("sessions", Box::new(|l| l.sessions = 1_000_000)),
-            ("health", Box::new(|l| l.health = 101)),
-            ("relay_load", Box::new(|l| l.relay_load = f64::INFINITY)),
+        type Mutation = fn(&mut ServiceLoad);
+        let cases: [(&str, Mutation); 8] = [
+            ("node_cpu", |l| l.node_cpu = f64::NAN),
+            ("node_cpu", |l| l.node_cpu = -0.1),
+            ("cpu_cores", |l| l.cpu_cores = 64.0),
+            ("memory_bytes", |l| l.memory_bytes = u64::MAX),
+            ("memory_available_bytes", |l| l.memory_available_bytes = 1 << 50),
+            ("sessions", |l| l.sessions = 1_000_000),
+            ("health", |l| l.health = 101),
+            ("relay_load", |l| l.relay_load = f64::INFINITY),
         ];
         for (field, mutate) in cases {
             let mut figures = load();
@@ -474,8 +483,7 @@ mod tests {
     fn unknown_config_fields_are_refused() {
         let parsed = serde_json::from_str::<wire::NodeConfig>(r#"{"report_interval_secs": 2, "typo": 1}"#);
         assert!(parsed.is_err());
-        let partial: wire::NodeConfig =
-            serde_json::from_str(r#"{"worker_max_sessions": 3}"#).unwrap_or_default();
+        let partial: wire::NodeConfig = serde_json::from_str(r#"{"worker_max_sessions": 3}"#).unwrap_or_default();
         assert_eq!(partial.worker_max_sessions, 3);
         assert_eq!(partial.report_interval_secs, 5);
     }

@@ -19,7 +19,10 @@ pub enum StoreError {
     /// A worker wrote with a fencing number that is no longer current: it was declared lost
     /// or another worker holds the session.
     #[error("worker {worker} with fencing number {fence} no longer holds this session")]
-    StaleFence { worker: rdp_proxy_core::WorkerId, fence: i64 },
+    StaleFence {
+        worker: rdp_proxy_core::WorkerId,
+        fence: i64,
+    },
     #[error("stored value is invalid: {0}")]
     Corrupt(String),
     #[error("database error")]

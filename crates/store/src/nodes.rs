@@ -260,7 +260,9 @@ impl Store {
     pub async fn nodes(&self, owner: Option<NodeOwner>) -> Result<Vec<NodeRecord>, StoreError> {
         let sql = match owner {
             None => format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY name"),
-            Some(NodeOwner::Platform) => format!("SELECT {NODE_COLUMNS} FROM nodes WHERE owner_org IS NULL ORDER BY name"),
+            Some(NodeOwner::Platform) => {
+                format!("SELECT {NODE_COLUMNS} FROM nodes WHERE owner_org IS NULL ORDER BY name")
+            }
             Some(NodeOwner::Org(_)) => format!("SELECT {NODE_COLUMNS} FROM nodes WHERE owner_org = $1 ORDER BY name"),
         };
         let rows = sqlx::query(&sql)

@@ -358,10 +358,7 @@ async fn check_fence(
         .bind(worker.0)
         .fetch_optional(tx.conn())
         .await?;
-    let stale = || StoreError::StaleFence {
-        worker,
-        fence,
-    };
+    let stale = || StoreError::StaleFence { worker, fence };
     let Some(row) = row else { return Err(stale()) };
     if row.get::<i64, _>("fence") != fence || row.get::<String, _>("state") != "live" {
         return Err(stale());

@@ -126,7 +126,10 @@ async fn check_registration(shared: &Shared) -> Result<(), rdp_proxy_store::Stor
     for (id, handle) in shared.registry.snapshot() {
         let ended = Command::EndedElsewhere {
             state: rdp_proxy_core::SessionState::Lost,
-            reason: Some(format!("worker {} was declared lost (fencing number {current} is stale)", shared.id)),
+            reason: Some(format!(
+                "worker {} was declared lost (fencing number {current} is stale)",
+                shared.id
+            )),
         };
         if handle.commands.send(ended).await.is_err() {
             shared.registry.remove(id);

@@ -26,6 +26,29 @@ pub(crate) struct Meter {
     sampler: rdp_proxy_host::Sampler,
     last_bytes: u64,
     last_at: Instant,
+    /// Smoothed CPU figures: one heartbeat's sample of a busy machine swings by tens of
+    /// percent, which would make placement flip between equal nodes.
+    node_cpu: Smoothed,
+    cpu_cores: Smoothed,
+}
+
+/// Exponentially weighted moving average; the first sample is taken as is.
+#[derive(Default)]
+struct Smoothed(Option<f64>);
+
+impl Smoothed {
+    /// Weight of the newest sample; with two-second heartbeats the average spans about ten
+    /// seconds.
+    const ALPHA: f64 = 0.2;
+
+    fn add(&mut self, sample: f64) -> f64 {
+        let next = match self.0 {
+            Some(previous) => previous + Self::ALPHA * (sample - previous),
+            None => sample,
+        };
+        self.0 = Some(next);
+        next
+    }
 }
 
 /// What the worker knows about its own health when it measures.
@@ -41,10 +64,18 @@ impl Meter {
             sampler: rdp_proxy_host::Sampler::new(),
             last_bytes: 0,
             last_at: Instant::now(),
+            node_cpu: Smoothed::default(),
+            cpu_cores: Smoothed::default(),
         }
     }
 
-    pub(crate) fn measure(&mut self, traffic: &Traffic, sessions: usize, max_sessions: u32, health: &Health) -> ServiceLoad {
+    pub(crate) fn measure(
+        &mut self,
+        traffic: &Traffic,
+        sessions: usize,
+        max_sessions: u32,
+        health: &Health,
+    ) -> ServiceLoad {
         // An unreadable /proc leaves the figure at zero and costs health instead.
         let node = self.sampler.sample_node().ok();
         let process = self.sampler.sample_process(std::process::id()).ok();
@@ -61,8 +92,13 @@ impl Meter {
             score = score.saturating_sub(30);
         }
         ServiceLoad {
-            node_cpu: node.map_or(0.0, |node| node.cpu_busy.clamp(0.0, 1.0)),
-            cpu_cores: process.map_or(0.0, |process| process.cpu_cores.max(0.0)),
+            node_cpu: self
+                .node_cpu
+                .add(node.map_or(0.0, |node| node.cpu_busy.clamp(0.0, 1.0)))
+                .clamp(0.0, 1.0),
+            cpu_cores: self
+                .cpu_cores
+                .add(process.map_or(0.0, |process| process.cpu_cores.max(0.0))),
             memory_available_bytes: node.map_or(0, |node| node.memory_available_bytes),
             memory_bytes: process.map_or(0, |process| process.memory_bytes),
             network_bytes_per_sec: rate,
@@ -72,5 +108,18 @@ impl Meter {
             relay_load: 0.0,
             health: score,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Smoothed;
+
+    #[test]
+    fn smoothing_starts_at_the_first_sample_and_damps_swings() {
+        let mut average = Smoothed::default();
+        assert!((average.add(0.5) - 0.5).abs() < 1e-9);
+        let after_spike = average.add(1.0);
+        assert!(after_spike > 0.5 && after_spike < 0.7, "{after_spike}");
     }
 }

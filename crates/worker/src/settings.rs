@@ -45,8 +45,8 @@ impl Live {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(format!("could not read {}: {error}", path.display())),
         };
-        let document: ConfigDocument =
-            serde_json::from_str(&raw).map_err(|error| format!("{} is not a configuration document: {error}", path.display()))?;
+        let document: ConfigDocument = serde_json::from_str(&raw)
+            .map_err(|error| format!("{} is not a configuration document: {error}", path.display()))?;
         document.body.validate()?;
         let mut current = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if current.config_version == Some(document.version) {

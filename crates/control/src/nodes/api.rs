@@ -9,12 +9,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
+use rdp_proxy_core::node::NodeOwner;
 use rdp_proxy_core::node::NodeState;
 use rdp_proxy_core::node::wire::{
     ConfigDocument, IssuedCertificate, JoinRequest, JoinResponse, NodeApiError, NodeConfig, NodeInstructions,
     NodeReport, RenewRequest,
 };
-use rdp_proxy_core::node::NodeOwner;
 use rdp_proxy_pki::{NodeIdentity, PeerCertificate};
 use rdp_proxy_store::{JoinError, JoinRefusal, NewNode, NodeRecord, StoreError};
 use time::OffsetDateTime;
@@ -76,7 +76,10 @@ fn valid_node_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
 }
 
-async fn join(State(state): State<AppState>, Json(request): Json<JoinRequest>) -> Result<Json<JoinResponse>, NodeError> {
+async fn join(
+    State(state): State<AppState>,
+    Json(request): Json<JoinRequest>,
+) -> Result<Json<JoinResponse>, NodeError> {
     let authority = &state.authority;
     let unauthorized = |code, message: &str| NodeError::new(StatusCode::UNAUTHORIZED, code, message);
     let Some((fingerprint, secret)) = parse_join_token(&request.token) else {
@@ -101,7 +104,10 @@ async fn join(State(state): State<AppState>, Json(request): Json<JoinRequest>) -
         .map_err(|error| unprocessable("invalid_figures", format!("capabilities: {error}")))?;
     validate_labels(&request.labels).map_err(|error| unprocessable("invalid_labels", error))?;
     if request.agent_version.is_empty() || request.agent_version.len() > 64 {
-        return Err(unprocessable("invalid_version", "agent_version must be 1-64 characters".into()));
+        return Err(unprocessable(
+            "invalid_version",
+            "agent_version must be 1-64 characters".into(),
+        ));
     }
     let now = OffsetDateTime::now_utc();
     let mut issued: Option<IssuedCertificate> = None;
@@ -123,7 +129,13 @@ async fn join(State(state): State<AppState>, Json(request): Json<JoinRequest>) -
             };
             let certificate = authority
                 .ca
-                .issue_node(&request.csr_pem, &identity, &request.name, authority.node_cert_validity, now)
+                .issue_node(
+                    &request.csr_pem,
+                    &identity,
+                    &request.name,
+                    authority.node_cert_validity,
+                    now,
+                )
                 .map_err(|error| NodeError::new(StatusCode::BAD_REQUEST, "invalid_csr", error.to_string()))?;
             let node = NewNode {
                 id,
@@ -157,7 +169,10 @@ async fn join(State(state): State<AppState>, Json(request): Json<JoinRequest>) -
             return Err(NodeError::new(
                 StatusCode::CONFLICT,
                 "node_name_taken",
-                format!("a node named {} is already in the cluster; pick another --name", request.name),
+                format!(
+                    "a node named {} is already in the cluster; pick another --name",
+                    request.name
+                ),
             ));
         }
         Err(JoinError::Store(error)) => return Err(NodeError::store(&error)),
@@ -183,6 +198,18 @@ async fn authenticated_node(state: &AppState, peer: &PeerCertificate) -> Result<
         ));
     };
     let forbidden = |code, message: &str| NodeError::new(StatusCode::FORBIDDEN, code, message);
+    let node = state
+        .store
+        .node(peer.identity.node)
+        .await
+        .map_err(|error| NodeError::store(&error))?
+        .ok_or_else(|| forbidden("node_unknown", "this node was removed; join again with a new token"))?;
+    if node.state == NodeState::Revoked {
+        return Err(forbidden(
+            "node_revoked",
+            "this node was revoked; join again with a new token",
+        ));
+    }
     if state
         .store
         .certificate_revoked(&peer.serial)
@@ -192,17 +219,11 @@ async fn authenticated_node(state: &AppState, peer: &PeerCertificate) -> Result<
         state.authority.revocations.insert(&peer.serial);
         return Err(forbidden("certificate_revoked", "this node certificate was revoked"));
     }
-    let node = state
-        .store
-        .node(peer.identity.node)
-        .await
-        .map_err(|error| NodeError::store(&error))?
-        .ok_or_else(|| forbidden("node_unknown", "this node was removed; join again with a new token"))?;
-    if node.state == NodeState::Revoked {
-        return Err(forbidden("node_revoked", "this node was revoked; join again with a new token"));
-    }
     if node.owner != peer.identity.owner {
-        return Err(forbidden("identity_mismatch", "the certificate's owner differs from the node's"));
+        return Err(forbidden(
+            "identity_mismatch",
+            "the certificate's owner differs from the node's",
+        ));
     }
     Ok(node)
 }
@@ -251,10 +272,10 @@ async fn report(
     if report.services.len() > 8
         || report.agent_version.is_empty()
         || report.agent_version.len() > 64
-        || report
-            .services
-            .iter()
-            .any(|service| service.version.as_ref().is_some_and(|v| v.len() > 64) || service.last_exit.as_ref().is_some_and(|e| e.len() > 200))
+        || report.services.iter().any(|service| {
+            service.version.as_ref().is_some_and(|v| v.len() > 64)
+                || service.last_exit.as_ref().is_some_and(|e| e.len() > 200)
+        })
     {
         return Err(unprocessable(
             "invalid_report",
@@ -264,7 +285,9 @@ async fn report(
     let config = latest_config(&state).await?;
     let interval = config
         .as_ref()
-        .map_or(NodeConfig::default().report_interval_secs, |config| config.body.report_interval_secs);
+        .map_or(NodeConfig::default().report_interval_secs, |config| {
+            config.body.report_interval_secs
+        });
     // Three missed reports, and never less than the lost-worker grace period.
     let ttl = (Duration::from_secs(u64::from(interval)) * 3).max(state.config.lost_grace);
     let raw = serde_json::to_string(&report).unwrap_or_default();
@@ -282,7 +305,13 @@ async fn report(
         )
         .await
         .map_err(|error| NodeError::store(&error))?
-        .ok_or_else(|| NodeError::new(StatusCode::FORBIDDEN, "node_revoked", "this node was revoked; join again with a new token"))?;
+        .ok_or_else(|| {
+            NodeError::new(
+                StatusCode::FORBIDDEN,
+                "node_revoked",
+                "this node was revoked; join again with a new token",
+            )
+        })?;
     if updated.state != node.state {
         tracing::info!(node.id = %node.id, from = %node.state, to = %updated.state, "Node state changed");
     }

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use super::{MAX_JOIN_TOKEN_TTL, TokenRequest, create_join_token, validate_labels};
 use crate::dispatch::{self, SessionCommand};
-use crate::{AppState, ApiError};
+use crate::{ApiError, AppState};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -173,6 +173,8 @@ pub(crate) struct NodeRow {
 #[derive(Debug, Serialize)]
 pub(crate) struct WorkerView {
     pub(crate) id: WorkerId,
+    /// Base URL of the worker's internal API, for the operator's diagnosis.
+    pub(crate) internal_url: String,
     pub(crate) sessions: u32,
     pub(crate) version: String,
     pub(crate) config_version: Option<i64>,
@@ -217,6 +219,7 @@ pub(crate) async fn node_views(state: &AppState, nodes: Vec<NodeRecord>) -> Resu
         if let Some(node) = beat.node {
             workers.entry(node).or_default().push(WorkerView {
                 id: beat.id,
+                internal_url: beat.internal_url,
                 sessions: beat.sessions,
                 version: beat.version,
                 config_version: beat.config_version,
@@ -271,10 +274,14 @@ async fn resume_node(
 }
 
 pub(crate) async fn set_drain(state: &AppState, id: NodeId, drain: bool) -> Result<NodeRow, ApiError> {
-    let node = state.store.set_node_drain(id, drain).await.map_err(|error| match error {
-        StoreError::Conflict(message) => ApiError::conflict("node_revoked", message),
-        other => other.into(),
-    })?;
+    let node = state
+        .store
+        .set_node_drain(id, drain)
+        .await
+        .map_err(|error| match error {
+            StoreError::Conflict(message) => ApiError::conflict("node_revoked", message),
+            other => other.into(),
+        })?;
     tracing::info!(node.id = %id, drain, state = %node.state, "Node drain changed");
     Ok(node.into())
 }
@@ -354,9 +361,9 @@ async fn get_config(
     headers: HeaderMap,
 ) -> Result<Json<Option<ConfigDocument>>, ApiError> {
     require_operator(&state, &headers)?;
-    let config = super::api::latest_config(&state).await.map_err(|_| {
-        ApiError::unavailable("store_unavailable", "could not read the configuration; retry")
-    })?;
+    let config = super::api::latest_config(&state)
+        .await
+        .map_err(|_| ApiError::unavailable("store_unavailable", "could not read the configuration; retry"))?;
     Ok(Json(config))
 }
 

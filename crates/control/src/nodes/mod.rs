@@ -50,7 +50,8 @@ impl Authority {
             Some(stored) => stored,
             None => {
                 let fresh = ClusterCa::generate("rdp-proxy cluster")?;
-                let (master_key_id, wrapped_key, sealed_key_pem) = vault.seal_cluster_secret(fresh.key_pem().as_bytes());
+                let (master_key_id, wrapped_key, sealed_key_pem) =
+                    vault.seal_cluster_secret(fresh.key_pem().as_bytes());
                 let kept = store
                     .init_cluster_ca(&StoredCa {
                         cert_pem: fresh.cert_pem().to_owned(),
@@ -65,7 +66,8 @@ impl Authority {
             }
         };
         let key_pem = vault.open_cluster_secret(&stored.master_key_id, &stored.wrapped_key, &stored.sealed_key_pem)?;
-        let key_pem = std::str::from_utf8(&key_pem).map_err(|_| rdp_proxy_store::StoreError::Corrupt("CA key is not PEM".into()))?;
+        let key_pem = std::str::from_utf8(&key_pem)
+            .map_err(|_| rdp_proxy_store::StoreError::Corrupt("CA key is not PEM".into()))?;
         let ca = ClusterCa::from_pem(&stored.cert_pem, key_pem)?;
         let revocations = Revocations::new();
         revocations.replace_all(store.revoked_serials().await?);
@@ -112,7 +114,10 @@ pub(crate) async fn create_join_token(
             expires_at,
         })
         .await?;
-    Ok((format!("{JOIN_TOKEN_PREFIX}_{}_{secret}", authority.fingerprint), expires_at))
+    Ok((
+        format!("{JOIN_TOKEN_PREFIX}_{}_{secret}", authority.fingerprint),
+        expires_at,
+    ))
 }
 
 /// Splits a join token into the CA fingerprint and the secret.

@@ -25,7 +25,20 @@ pub(crate) enum GatherError {
 }
 
 pub(crate) async fn decide(state: &AppState, org: OrgId) -> Result<Placement, GatherError> {
-    let beats = state.coord.live_workers().await?;
+    let mut beats = state.coord.live_workers().await?;
+    // A heartbeat is up to one interval old; sessions placed since then are already in
+    // PostgreSQL, so the larger count wins and quick successive placements spread out.
+    let mut held: HashMap<WorkerId, u32> = HashMap::new();
+    for (_, _, worker) in state.store.held_sessions().await? {
+        *held.entry(worker).or_default() += 1;
+    }
+    for beat in &mut beats {
+        let recorded = held.get(&beat.id).copied().unwrap_or(0);
+        beat.sessions = beat.sessions.max(recorded);
+        if let Some(load) = &mut beat.load {
+            load.sessions = load.sessions.max(recorded);
+        }
+    }
     let node_ids: Vec<NodeId> = beats.iter().filter_map(|beat| beat.node).collect();
     let nodes: HashMap<NodeId, rdp_proxy_store::NodeRecord> = if node_ids.is_empty() {
         HashMap::new()

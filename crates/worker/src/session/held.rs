@@ -461,11 +461,7 @@ impl Held {
     /// row once: a final state recorded elsewhere wins, otherwise the change is retried.
     async fn persist(&mut self, change: Transition) -> Result<(), StoreError> {
         let attempt = change.clone().expect_version(self.record.version);
-        match self
-            .shared
-            .record(self.record.org, self.record.id, attempt)
-            .await
-        {
+        match self.shared.record(self.record.org, self.record.id, attempt).await {
             Ok(record) => {
                 self.record = record;
                 let _ = self.channels.state.send(self.record.state);

@@ -98,7 +98,10 @@ pub(crate) enum StartError {
     #[error("session is already held by this worker")]
     AlreadyHeld,
     #[error("this node serves only organisation {served}; refused a session of {requested}")]
-    OrgNotServed { served: rdp_proxy_core::OrgId, requested: rdp_proxy_core::OrgId },
+    OrgNotServed {
+        served: rdp_proxy_core::OrgId,
+        requested: rdp_proxy_core::OrgId,
+    },
     #[error("this worker holds {held} sessions, its limit")]
     Full { held: usize },
     #[error("storage failed: {0}")]
@@ -114,7 +117,10 @@ pub(crate) async fn start(shared: &Shared, request: StartSession) -> Result<Sess
         && served != request.org_id
     {
         tracing::warn!(session.id = %id, org.id = %request.org_id, served = %served, "Refused a session of another organisation");
-        return Err(StartError::OrgNotServed { served, requested: request.org_id });
+        return Err(StartError::OrgNotServed {
+            served,
+            requested: request.org_id,
+        });
     }
     let held = shared.registry.len();
     if held >= usize::try_from(shared.settings.get().max_sessions).unwrap_or(usize::MAX) {
