@@ -149,8 +149,9 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
         web_dir: args.web_dir.clone(),
         migrate_database_url: None,
         nodes: crate::serve::NodeApiArgs {
+            node_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            node_api_names: Vec::new(),
             node_cert_validity_secs: 86_400,
-            ..Default::default()
         },
     };
     let vault = control_args.vault()?;
@@ -172,23 +173,22 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
             .await
         }
     });
-    let worker_pid = root.join("worker.pid");
-    stop_stale(&worker_pid, "rdp-proxy").await;
-    let worker_task = tokio::spawn({
-        let (shutdown, common) = (shutdown.clone(), common.clone());
-        async move { supervise("worker", worker_pid, shutdown, || spawn_worker(&common)).await }
-    });
     let coord = Coord::connect(&common.redis_url).await?;
-    let result = match Control::bind(control_args.config()?, store, coord, vault).await {
-        Ok(control) => {
-            print_banner(control.local_addr()?, args, secrets, root);
-            control.run(shutdown.clone()).await.map_err(Into::into)
+    let control = match Control::bind(control_args.config()?, store, coord, vault).await {
+        Ok(control) => control,
+        Err(error) => {
+            shutdown.cancel();
+            let _ = redis_task.await;
+            return Err(anyhow::Error::new(error).context(format!(
+                "could not start the control plane on {}; pass --listen with a free address",
+                args.listen
+            )));
         }
-        Err(error) => Err(anyhow::Error::new(error).context(format!(
-            "could not listen on {}; pass --listen with a free address",
-            args.listen
-        ))),
     };
+    let node_api = control.node_api_addr().transpose()?;
+    let worker_task = spawn_node(root, &common, &control, node_api, &shutdown).await?;
+    print_banner(control.local_addr()?, node_api, args, secrets, root);
+    let result = control.run(shutdown.clone()).await.map_err(Into::into);
     shutdown.cancel();
     let _ = worker_task.await;
     let _ = redis_task.await;
@@ -245,6 +245,85 @@ async fn seed(
     Ok(())
 }
 
+/// Runs this machine's node: `rdp-proxy-agent` (beside this binary) joined to the embedded
+/// control plane, which runs the worker. The agent keeps its identity in `<data dir>/agent`, so
+/// later runs need no new token. Without the agent binary or the node API, the worker runs
+/// directly as a node-less platform worker.
+async fn spawn_node(
+    root: &Path,
+    common: &CommonArgs,
+    control: &Control,
+    node_api: Option<std::net::SocketAddr>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let agent_binary = std::env::current_exe()?.with_file_name("rdp-proxy-agent");
+    let worker_pid = root.join("worker.pid");
+    stop_stale(&worker_pid, "rdp-proxy").await;
+    let agent_pid = root.join("agent.pid");
+    stop_stale(&agent_pid, "rdp-proxy-agent").await;
+    let Some(node_api) = node_api.filter(|_| agent_binary.is_file()) else {
+        tracing::warn!(agent = %agent_binary.display(), "No node agent binary; running the worker without a node");
+        let (shutdown, common) = (shutdown.clone(), common.clone());
+        return Ok(tokio::spawn(async move {
+            supervise("worker", worker_pid, shutdown, || spawn_worker(&common)).await
+        }));
+    };
+    let agent_dir = root.join("agent");
+    let token = if agent_dir.join("node.json").is_file() {
+        None
+    } else {
+        Some(
+            control
+                .platform_join_token(std::time::Duration::from_secs(600), "rdp-proxy dev")
+                .await
+                .context("could not create a join token for the local node")?,
+        )
+    };
+    let node = LocalNode {
+        agent_binary,
+        control_url: format!("https://{node_api}"),
+        data_dir: agent_dir,
+        token,
+        common: common.clone(),
+    };
+    let shutdown = shutdown.clone();
+    Ok(tokio::spawn(async move {
+        supervise("node agent", agent_pid, shutdown, || node.spawn()).await
+    }))
+}
+
+/// How to start the local node agent.
+struct LocalNode {
+    agent_binary: PathBuf,
+    control_url: String,
+    data_dir: PathBuf,
+    /// Join token for the first start; ignored once the agent has an identity.
+    token: Option<String>,
+    common: CommonArgs,
+}
+
+impl LocalNode {
+    async fn spawn(&self) -> anyhow::Result<Child> {
+        let mut command = Command::new(&self.agent_binary);
+        command
+            .args(["--control-url", &self.control_url, "--name", "local"])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("RDP_PROXY_DATABASE_URL", &self.common.database.database_url)
+            .env("RDP_PROXY_REDIS_URL", &self.common.redis_url)
+            .env("RDP_PROXY_CLUSTER_SECRET", &self.common.cluster_secret)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(token) = &self.token
+            && !self.data_dir.join("node.json").is_file()
+        {
+            command.env("RDP_PROXY_JOIN_TOKEN", token);
+        }
+        command.spawn().context("could not start the node agent")
+    }
+}
+
 /// Starts `rdp-proxy worker` as a child process and waits until it listens. The worker exits
 /// by itself if this process dies, so a killed `dev` leaves no worker behind.
 async fn spawn_worker(common: &CommonArgs) -> anyhow::Result<Child> {
@@ -263,7 +342,13 @@ async fn spawn_worker(common: &CommonArgs) -> anyhow::Result<Child> {
     Ok(child)
 }
 
-fn print_banner(addr: std::net::SocketAddr, args: &DevArgs, secrets: &DevSecrets, root: &Path) {
+fn print_banner(
+    addr: std::net::SocketAddr,
+    node_api: Option<std::net::SocketAddr>,
+    args: &DevArgs,
+    secrets: &DevSecrets,
+    root: &Path,
+) {
     println!();
     println!("rdp-proxy dev is running");
     println!("  Portal:       http://{addr}/");
@@ -274,6 +359,12 @@ fn print_banner(addr: std::net::SocketAddr, args: &DevArgs, secrets: &DevSecrets
         None => println!("  No demo desktop registered; pass --demo-target HOST:PORT or use scripts/demo.sh"),
     }
     println!("  API:          http://{addr}/api/openapi.json");
+    if let Some(node_api) = node_api {
+        println!(
+            "  Node API:     https://{node_api} (local node agent in {})",
+            root.join("agent").display()
+        );
+    }
     println!("  Data:         {} (credentials in secrets.json)", root.display());
     println!("Press Ctrl-C to stop.");
 }

@@ -152,6 +152,24 @@ impl Control {
         &self.state.authority.fingerprint
     }
 
+    /// Creates a single-use join token for a platform node, valid for `ttl`; for the embedded
+    /// `dev` setup, which joins its own agent.
+    pub async fn platform_join_token(
+        &self,
+        ttl: Duration,
+        created_by: &str,
+    ) -> Result<String, rdp_proxy_store::StoreError> {
+        let request = nodes::TokenRequest {
+            owner: rdp_proxy_core::node::NodeOwner::Platform,
+            ttl,
+            labels: std::collections::BTreeMap::new(),
+            services: vec![rdp_proxy_core::node::ServiceKind::Worker],
+            created_by: created_by.to_owned(),
+        };
+        let (token, _) = nodes::create_join_token(&self.state.store, &self.state.authority, request).await?;
+        Ok(token)
+    }
+
     /// Serves until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let Control {
