@@ -1,19 +1,23 @@
 //! The command-line client against a running control plane. Covered: login with the password on
 //! stdin, the commands of every resource, JSON on stdout, and error codes on stderr with their
 //! exit statuses. Also covered: invitations, token refresh before expiry (also from parallel
-//! processes sharing one credentials file), API keys from the environment, and logout. Each
-//! command runs the real binary as a subprocess with its own XDG_CONFIG_HOME. No RDP server is
-//! needed, because the one session opened points at a closed loopback port. The retry after a
+//! processes sharing one credentials file), API keys from the environment, and logout. The
+//! `nodes` and `cluster` commands are covered against a control plane that serves the node API,
+//! with one real node agent joined through them. Each command runs the real binary as a
+//! subprocess with its own XDG_CONFIG_HOME. No RDP server is needed, because the one session
+//! opened points at a closed loopback port. The retry after a
 //! 401 `token_expired` needs an access token that expired on the server, at least 60 s after
 //! login, so the unit tests in `bin/rdp-proxy/src/cli/client.rs` cover it against a mock server.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use rdp_proxy_e2e::nodes::{AgentStart, start_agent};
+use rdp_proxy_e2e::stack::CLUSTER_SECRET;
 use rdp_proxy_e2e::{Api, Stack};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 const OWNER: (&str, &str) = ("olivia", "olivia-owner-pass");
@@ -22,7 +26,14 @@ const NEW_MEMBER: (&str, &str) = ("dave", "dave-password-123");
 const INVITEE: (&str, &str) = ("erin", "erin-password-123");
 const DECLINER: (&str, &str) = ("frank", "frank-password-12");
 const CREDENTIAL_PASSWORD: &str = "Target-Secret-9931";
+/// An admin and a member of the organisation `default` in the nodes test.
+const NODE_ADMIN: (&str, &str) = ("nadia", "nadia-admin-pass");
+const NODE_MEMBER: (&str, &str) = ("mark", "mark-member-pass");
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// A well-formed node id that no node has.
+const UNKNOWN_NODE: &str = "00000000-0000-4000-8000-000000000000";
+/// How long a joined agent may take to report and become `ready`.
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 const INVALID_POLICY: &str = r#"@id("typo")
 permit (principal, action, resource)
@@ -112,6 +123,7 @@ impl Cli {
             .env_remove("RDP_PROXY_API_KEY")
             .env_remove("RDP_PROXY_PASSWORD")
             .env_remove("RDP_PROXY_CREDENTIAL_PASSWORD")
+            .env_remove("RDP_PROXY_CLUSTER_SECRET")
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -142,6 +154,10 @@ impl Cli {
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_rdp-proxy"))
+}
+
+fn agent_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_rdp-proxy-agent"))
 }
 
 fn names(items: &Value) -> Vec<String> {
@@ -551,5 +567,216 @@ async fn cli_mirrors_the_api() -> Result<()> {
         "a target password appeared in a log"
     );
     assert!(!logs.contains(NEW_MEMBER.1), "a member's password appeared in a log");
+    Ok(())
+}
+
+/// Runs `rdp-proxy cluster ARGS` with the right cluster secret in the environment.
+async fn cluster(cli: &Cli, args: &[&str]) -> Result<Run> {
+    let mut full = vec!["cluster"];
+    full.extend_from_slice(args);
+    cli.run_with(&full, None, &[("RDP_PROXY_CLUSTER_SECRET", CLUSTER_SECRET)])
+        .await
+}
+
+/// Polls `rdp-proxy cluster node ID` until the node's state is `state`; returns its view.
+async fn wait_node_state(cli: &Cli, id: &str, state: &str) -> Result<Value> {
+    let deadline = Instant::now() + NODE_READY_TIMEOUT;
+    loop {
+        let node = cluster(cli, &["node", id]).await?.json();
+        if node["state"] == state {
+            return Ok(node);
+        }
+        if Instant::now() > deadline {
+            bail!("node {id} did not become {state} within {NODE_READY_TIMEOUT:?}: {node:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_manages_nodes_and_cluster() -> Result<()> {
+    let stack = tokio::task::spawn_blocking(|| -> Result<Stack> {
+        let stack = Stack::start_cluster(binary())?;
+        stack.add_user(NODE_ADMIN.0, NODE_ADMIN.1, "admin")?;
+        stack.add_user(NODE_MEMBER.0, NODE_MEMBER.1, "member")?;
+        Ok(stack)
+    })
+    .await??;
+    let base = stack.base_url();
+    let operator = Cli::new(binary(), &base)?;
+    let admin = Cli::new(binary(), &base)?;
+    admin.login(NODE_ADMIN.0, NODE_ADMIN.1).await?.json();
+    let member = Cli::new(binary(), &base)?;
+    member.login(NODE_MEMBER.0, NODE_MEMBER.1).await?.json();
+    let org_id = admin.run(&["me"]).await?.json()["org"]["id"]
+        .as_str()
+        .context("me printed no organisation id")?
+        .to_owned();
+
+    // Cluster join tokens and the empty node list.
+    let platform_token = cluster(&operator, &["join-token", "--label", "zone=a"]).await?.json();
+    let token = platform_token["token"].as_str().unwrap_or_default();
+    assert!(token.starts_with("rpj1_"), "{platform_token}");
+    assert_eq!(platform_token["owner"]["kind"], "platform", "{platform_token}");
+    let short = cluster(&operator, &["join-token", "--ttl-secs", "10"]).await?;
+    short.expect_status(EXIT_INVALID);
+    assert!(short.stderr.contains("invalid_ttl"), "{short}");
+    cluster(&operator, &["join-token", "--service", "printer"])
+        .await?
+        .expect_status(EXIT_USAGE);
+    assert_eq!(cluster(&operator, &["nodes"]).await?.json(), json!([]));
+    let placement = cluster(&operator, &["placement", "--org", &org_id]).await?.json();
+    assert!(placement["chosen"].is_null(), "no worker runs yet: {placement}");
+
+    // The cluster secret: a wrong one is an authentication failure, a missing one a usage error.
+    let wrong = operator
+        .run_with(
+            &["cluster", "nodes"],
+            None,
+            &[("RDP_PROXY_CLUSTER_SECRET", "not-the-cluster-secret")],
+        )
+        .await?;
+    wrong.expect_status(EXIT_UNAUTHENTICATED);
+    assert!(wrong.stderr.contains("unauthenticated"), "{wrong}");
+    assert!(!wrong.stderr.contains("not-the-cluster-secret"), "{wrong}");
+    operator.run(&["cluster", "nodes"]).await?.expect_status(EXIT_USAGE);
+    let from_stdin = operator
+        .run_with(&["cluster", "nodes"], Some(&format!("{CLUSTER_SECRET}\n")), &[])
+        .await?;
+    assert_eq!(from_stdin.json(), json!([]));
+
+    // Node configuration: a valid file is published and shown; invalid ones are rejected.
+    let config_dir = tempfile::Builder::new().prefix("rdp-proxy-cli-config-").tempdir()?;
+    let config = json!({ "report_interval_secs": 1, "worker_max_sessions": 8, "worker_connect_timeout_secs": 10 });
+    let valid_file = config_dir.path().join("valid.json");
+    std::fs::write(&valid_file, serde_json::to_string_pretty(&config)?)?;
+    let valid_name = valid_file.display().to_string();
+    let published = cluster(&operator, &["config", "set", &valid_name]).await?.json();
+    assert_eq!(published["version"], 1, "{published}");
+    let current = cluster(&operator, &["config", "show"]).await?.json();
+    assert_eq!(current["version"], 1, "{current}");
+    assert_eq!(current["body"], config, "{current}");
+    for (name, text) in [
+        ("zero.json", r#"{ "report_interval_secs": 0 }"#),
+        ("unknown.json", r#"{ "report_every": 5 }"#),
+    ] {
+        let file = config_dir.path().join(name);
+        std::fs::write(&file, text)?;
+        let rejected = cluster(&operator, &["config", "set", &file.display().to_string()]).await?;
+        rejected.expect_status(EXIT_INVALID);
+        assert!(rejected.stderr.contains("invalid_config"), "{rejected}");
+    }
+    let malformed = config_dir.path().join("malformed.json");
+    std::fs::write(&malformed, "{ report_interval_secs: 1 }")?;
+    let rejected = cluster(&operator, &["config", "set", &malformed.display().to_string()]).await?;
+    rejected.expect_status(EXIT_INVALID);
+    assert!(rejected.stderr.contains("not valid JSON"), "{rejected}");
+    let piped = operator
+        .run_with(
+            &["cluster", "config", "set", "-"],
+            Some(&config.to_string()),
+            &[("RDP_PROXY_CLUSTER_SECRET", CLUSTER_SECRET)],
+        )
+        .await?
+        .json();
+    assert_eq!(piped["version"], 2, "{piped}");
+    operator
+        .run_with(&["cluster", "config", "set", "-"], Some(&config.to_string()), &[])
+        .await?
+        .expect_status(EXIT_USAGE);
+    assert_eq!(cluster(&operator, &["config", "show"]).await?.json()["version"], 2);
+
+    // The organisation's nodes: admins create join tokens, members may not even list.
+    let org_token = admin
+        .run(&["nodes", "join-token", "--ttl-secs", "600", "--label", "site=lab"])
+        .await?
+        .json();
+    let token = org_token["token"]
+        .as_str()
+        .context("nodes join-token printed no token")?;
+    assert!(token.starts_with("rpj1_"), "{org_token}");
+    assert_eq!(org_token["owner"]["kind"], "org", "{org_token}");
+    assert_eq!(org_token["owner"]["org_id"], org_id.as_str(), "{org_token}");
+    assert_eq!(admin.run(&["nodes", "list"]).await?.json(), json!([]));
+    let forbidden = member.run(&["nodes", "list"]).await?;
+    forbidden.expect_status(EXIT_NOT_FOUND);
+    assert!(forbidden.stderr.contains("forbidden"), "{forbidden}");
+    member
+        .run(&["nodes", "join-token"])
+        .await?
+        .expect_status(EXIT_NOT_FOUND);
+
+    // A real agent joins with the organisation's token; both command groups drain and resume it.
+    let agent = start_agent(
+        &stack,
+        agent_binary(),
+        "lab-1",
+        AgentStart {
+            token: Some(token),
+            org: Some(&org_id),
+            data_dir: None,
+        },
+    )?;
+    let deadline = Instant::now() + NODE_READY_TIMEOUT;
+    let node_id = loop {
+        if let Ok(id) = agent.node_id() {
+            break id;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "agent did not join within {NODE_READY_TIMEOUT:?}:\n{}",
+                agent.process.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let node = wait_node_state(&operator, &node_id, "ready").await?;
+    assert_eq!(node["name"], "lab-1", "{node}");
+    assert_eq!(node["labels"]["site"], "lab", "{node}");
+    let listed = admin.run(&["nodes", "list"]).await?.json();
+    assert_eq!(names(&listed), vec!["lab-1"], "{listed}");
+    let all_nodes = cluster(&operator, &["nodes"]).await?.json();
+    assert_eq!(names(&all_nodes), vec!["lab-1"], "{all_nodes}");
+
+    let drained = admin.run(&["nodes", "drain", &node_id]).await?.json();
+    assert_eq!(drained["state"], "draining", "{drained}");
+    assert_eq!(drained["drain_requested"], true, "{drained}");
+    let resumed = cluster(&operator, &["resume", &node_id]).await?.json();
+    assert_eq!(resumed["state"], "ready", "{resumed}");
+    let drained = cluster(&operator, &["drain", &node_id]).await?.json();
+    assert_eq!(drained["state"], "draining", "{drained}");
+    let resumed = admin.run(&["nodes", "resume", &node_id]).await?.json();
+    assert_eq!(resumed["state"], "ready", "{resumed}");
+    member
+        .run(&["nodes", "drain", &node_id])
+        .await?
+        .expect_status(EXIT_NOT_FOUND);
+
+    // Removing needs a revoked node; revoking without a terminal does not ask.
+    let early = admin.run(&["nodes", "remove", &node_id]).await?;
+    early.expect_status(EXIT_INVALID);
+    assert!(early.stderr.contains("node_not_revoked"), "{early}");
+    let revoked = admin.run(&["nodes", "revoke", &node_id]).await?.json();
+    assert_eq!(revoked["node"]["state"], "revoked", "{revoked}");
+    cluster(&operator, &["drain", &node_id])
+        .await?
+        .expect_status(EXIT_INVALID);
+    let removed = cluster(&operator, &["remove", &node_id]).await?;
+    removed.expect_status(0);
+    assert!(removed.stdout.is_empty(), "{removed}");
+    cluster(&operator, &["node", &node_id])
+        .await?
+        .expect_status(EXIT_NOT_FOUND);
+    cluster(&operator, &["revoke", "--yes", UNKNOWN_NODE])
+        .await?
+        .expect_status(EXIT_NOT_FOUND);
+    cluster(&operator, &["drain", "lab-1"]).await?.expect_status(EXIT_USAGE);
+    assert_eq!(cluster(&operator, &["nodes"]).await?.json(), json!([]));
+
+    assert!(
+        !stack.logs().contains(CLUSTER_SECRET),
+        "the cluster secret appeared in a log"
+    );
+    drop(agent);
     Ok(())
 }

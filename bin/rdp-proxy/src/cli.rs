@@ -1,16 +1,19 @@
 //! The command-line client of the public API: `login`, `logout`, `me`, `orgs`, `members`,
-//! `targets`, `credentials`, `policy`, `api-keys`, `audit` and `sessions`. Each command prints
-//! the API's JSON (pretty), so scripts can pipe it to `jq`. Errors go to stderr as the API's
-//! error code and message, and the exit status identifies the kind of failure (see
+//! `targets`, `credentials`, `policy`, `api-keys`, `audit`, `sessions` and `nodes`, and the
+//! operator's `cluster` commands, which use the cluster secret instead of a login. Each command
+//! prints the API's JSON (pretty), so scripts can pipe it to `jq`. Errors go to stderr as the
+//! API's error code and message, and the exit status identifies the kind of failure (see
 //! [`ErrorKind`]).
 
 mod account;
 mod api_keys;
 mod audit;
 mod client;
+mod cluster;
 mod credentials;
 mod login_file;
 mod members;
+mod nodes;
 mod policy;
 mod sessions;
 mod targets;
@@ -55,6 +58,13 @@ pub(crate) enum Command {
     /// List, open, attach to, observe, detach, take over and terminate sessions.
     #[command(subcommand)]
     Sessions(sessions::SessionsCommand),
+    /// List the organisation's own nodes, create join tokens, and drain, resume, revoke and
+    /// remove nodes.
+    #[command(subcommand)]
+    Nodes(nodes::NodesCommand),
+    /// Operator commands for every node, join tokens, the node configuration and placement,
+    /// authenticated with the cluster secret (RDP_PROXY_CLUSTER_SECRET or a prompt).
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Runs one CLI command. On failure it prints the error to stderr and exits the process with
@@ -72,6 +82,8 @@ pub(crate) async fn run(command: Command) {
         Command::ApiKeys(command) => api_keys::run(command).await,
         Command::Audit(command) => audit::run(command).await,
         Command::Sessions(command) => sessions::run(command).await,
+        Command::Nodes(command) => nodes::run(command).await,
+        Command::Cluster(args) => cluster::run(args).await,
     };
     if let Err(error) = result {
         let _ = std::io::stdout().flush();
@@ -87,12 +99,12 @@ pub(crate) enum ErrorKind {
     Other = 1,
     /// Invalid arguments.
     Usage = 2,
-    /// Not logged in, or the login, token or API key was rejected (HTTP 401).
+    /// Not logged in, or the login, token, API key or cluster secret was rejected (HTTP 401).
     Unauthenticated = 3,
     /// Forbidden (HTTP 403) or not found (HTTP 404, or no object with the given name).
     NotFound = 4,
     /// Conflict (HTTP 409) or invalid input (HTTP 400, 413, 415 and 422), an invalid policy
-    /// file, or an audit chain that does not verify.
+    /// or configuration file, or an audit chain that does not verify.
     Invalid = 5,
 }
 
@@ -210,6 +222,30 @@ pub(crate) fn read_secret(env: Option<&str>, prompt: &str) -> anyhow::Result<Str
     }
     let secret = line.strip_suffix('\n').unwrap_or(&line);
     Ok(secret.strip_suffix('\r').unwrap_or(secret).to_owned())
+}
+
+/// Whether a destructive command asks before it acts: only without `--yes` and when stdin is a
+/// terminal. Without a terminal nobody could answer, so scripts run without asking.
+pub(crate) fn needs_confirmation(yes: bool) -> bool {
+    !yes && std::io::stdin().is_terminal()
+}
+
+/// Prints `question` on stderr and reads the reply as one line of stdin. Returns `Ok` for `y` or
+/// `yes` (any case), and for any other reply an error saying that nothing was changed.
+pub(crate) fn confirm(question: &str) -> anyhow::Result<()> {
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut reply = String::new();
+    std::io::stdin().lock().read_line(&mut reply)?;
+    let reply = reply.trim().to_ascii_lowercase();
+    if reply == "y" || reply == "yes" {
+        return Ok(());
+    }
+    Err(CliError::new(
+        ErrorKind::Other,
+        "cancelled; nothing was changed (pass --yes to skip the question)",
+    )
+    .into())
 }
 
 /// Parses `KEY=VALUE` for `--label`.

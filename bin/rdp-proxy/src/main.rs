@@ -37,7 +37,8 @@ enum Command {
     #[command(subcommand)]
     Admin(admin::AdminCommand),
     // The API client's commands (login, logout, me, orgs, members, targets, credentials,
-    // policy, api-keys, audit, sessions) appear as top-level subcommands.
+    // policy, api-keys, audit, sessions, nodes, and the operator's cluster) appear as top-level
+    // subcommands.
     #[command(flatten)]
     Cli(cli::Command),
 }
