@@ -18,7 +18,11 @@ import { InputCapture } from "./input.js";
 import { fitSize, reconnectDelayMs } from "./layout.js";
 import { FrameRenderer } from "./renderer.js";
 
-const PING_INTERVAL_MS = 20000;
+const PING_INTERVAL_MS = 5000;
+// A worker that answers nothing, not even a ping, for this long is taken as gone (killed, paused
+// or cut off): the page drops the socket and asks the control plane again, which reports the
+// session `lost` once the worker's grace period has passed.
+const SILENCE_LIMIT_MS = 15000;
 const CLOSE_TERMINATED = 4000;
 // Someone detached the session through the API; the desktop keeps running.
 const CLOSE_DETACHED = 4001;
@@ -73,6 +77,8 @@ const connection = {
   // Message of the last worker `error` before `ready`, shown when the worker then closes.
   handshakeError: null,
   pingTimer: null,
+  // Date.now() of the last message from the worker.
+  lastHeard: 0,
   retryTimer: null,
   failures: 0,
   // Set once the page must not reconnect: a final state, control lost, a 4xxx close, the user
@@ -171,7 +177,9 @@ async function connect(mode, reconnecting) {
     }
     console.warn(`Attach for session ${sessionId} failed (${error.code}):`, error.message);
     connection.stopped = true;
-    setState("error", `Error: ${error.message}`);
+    if (!(await showFinalState(attempt))) {
+      setState("error", `Error: ${error.message}`);
+    }
     return;
   }
   if (attempt !== connection.attempt || connection.stopped) {
@@ -206,6 +214,7 @@ function openSocket(attach, attempt) {
     if (attempt !== connection.attempt) {
       return;
     }
+    connection.lastHeard = Date.now();
     if (typeof event.data === "string") {
       handleTextMessage(event.data);
     } else {
@@ -399,7 +408,17 @@ function clearRetryTimer() {
 
 function startPing() {
   stopPing();
-  connection.pingTimer = setInterval(() => sendMessage({ type: "ping" }), PING_INTERVAL_MS);
+  connection.lastHeard = Date.now();
+  connection.pingTimer = setInterval(() => {
+    if (Date.now() - connection.lastHeard > SILENCE_LIMIT_MS) {
+      console.warn(`The worker of session ${sessionId} has been silent for ${SILENCE_LIMIT_MS} ms; reconnecting.`);
+      // Closing waits for a frozen peer's answer, so the old socket is abandoned instead.
+      closeSocket();
+      scheduleReconnect();
+      return;
+    }
+    sendMessage({ type: "ping" });
+  }, PING_INTERVAL_MS);
 }
 
 function stopPing() {
@@ -497,6 +516,24 @@ async function onTerminateClick() {
 function onOnline() {
   if (connection.retryTimer !== null && !connection.stopped) {
     connect(reconnectMode, true);
+  }
+}
+
+/**
+ * When the session has ended (for example `lost` because its worker died), shows that state and
+ * its reason instead of the attach error. Returns whether it did.
+ */
+async function showFinalState(attempt) {
+  try {
+    const session = await request("GET", `/api/v1/sessions/${encodeURIComponent(sessionId)}`);
+    if (attempt !== connection.attempt || !FINAL_SESSION_STATES.has(session?.state)) {
+      return false;
+    }
+    handleSessionState({ state: session.state, reason: session.reason });
+    return true;
+  } catch (error) {
+    console.warn(`Could not load session ${sessionId}:`, error.message);
+    return false;
   }
 }
 
