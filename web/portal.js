@@ -29,6 +29,7 @@ import { createAuditSection } from "./portal-audit.js";
 import { createDesktopsSection } from "./portal-desktops.js";
 import { createKeysSection } from "./portal-keys.js";
 import { createMembersSection } from "./portal-members.js";
+import { createNodesSection } from "./portal-nodes.js";
 import { createPolicySection } from "./portal-policy.js";
 import { createResourcesSection } from "./portal-resources.js";
 
@@ -40,6 +41,7 @@ const SECTIONS = [
   { name: "policy", permission: "manage_policies" },
   { name: "audit", permission: "read_audit" },
   { name: "keys", permission: "manage_api_keys" },
+  { name: "nodes", permission: "manage_nodes" },
 ];
 
 const elements = {
@@ -82,6 +84,7 @@ const sections = {
   policy: createPolicySection(context),
   audit: createAuditSection(context),
   keys: createKeysSection(context),
+  nodes: createNodesSection(context),
 };
 
 function showError(message) {

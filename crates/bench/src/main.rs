@@ -12,7 +12,9 @@ mod desktop;
 mod direct;
 mod held_sessions;
 mod input;
+mod lost_worker;
 mod machine;
+mod placement;
 mod proxy;
 mod reattach;
 mod report;
@@ -31,13 +33,13 @@ use crate::report::Row;
 
 #[derive(Parser)]
 #[command(
-    about = "Measure rdp-proxy reattach time, memory and CPU per held session, input latency, authorisation time and attach-flow latency"
+    about = "Measure rdp-proxy reattach time, memory and CPU per held session, input latency, authorisation time, attach-flow latency and placement time"
 )]
 struct Args {
     /// The rdp-proxy binary to run; build it with `cargo build --release -p rdp-proxy`.
     #[arg(long, default_value = "target/release/rdp-proxy")]
     binary: PathBuf,
-    /// Runs per figure for figures 1 to 4; each prints min, median and max. Figures 5 and 6 time a
+    /// Runs per figure for figures 1 to 4 and 8; each prints min, median and max. Figures 5 to 7 time a
     /// fixed number of operations.
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -67,6 +69,20 @@ enum Figure {
     Authz,
     /// Figure 6: attach request → `ready` of a held session, beside Redis PING and PostgreSQL `SELECT 1`.
     Attach,
+    /// Figure 7: placement decision among 100, 1,000 and 10,000 nodes, beside Redis PING and
+    /// deserialising the candidates from JSON.
+    Placement,
+    /// Figure 8: worker killed with SIGKILL → its sessions `lost`, beside the expiry of its
+    /// heartbeat key.
+    Lost,
+}
+
+impl Figure {
+    /// Returns whether the figure runs the `rdp-proxy` binary. Figures 5 and 7 run library code
+    /// in-process.
+    fn needs_binary(self) -> bool {
+        !matches!(self, Figure::Authz | Figure::Placement)
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -97,14 +113,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             Figure::Input,
             Figure::Authz,
             Figure::Attach,
+            Figure::Placement,
+            Figure::Lost,
         ]
     } else {
         args.figures.clone()
     };
     let binary = std::path::absolute(&args.binary)?;
-    // Figure 5 runs the policy crate in-process and needs no rdp-proxy binary.
     anyhow::ensure!(
-        binary.is_file() || figures.iter().all(|figure| *figure == Figure::Authz),
+        binary.is_file() || !figures.iter().any(|figure| figure.needs_binary()),
         "{} not found; build it with `cargo build --release -p rdp-proxy` or pass --binary",
         binary.display()
     );
@@ -172,6 +189,16 @@ async fn measure_figure(
             let results = attach_flow::run(binary).await?;
             attach_flow::print(&results, rows);
         }
+        Figure::Placement => {
+            tracing::info!("figure 7: placement decision");
+            let results = placement::run().await?;
+            placement::print(&results, rows);
+        }
+        Figure::Lost => {
+            tracing::info!(runs = args.runs, "figure 8: worker killed → sessions lost");
+            let results = lost_worker::run(binary, args.runs).await?;
+            lost_worker::print(&results, rows);
+        }
     }
     Ok(())
 }
@@ -183,6 +210,8 @@ fn figure_name(figure: Figure) -> &'static str {
         Figure::Input => "figure 4 (input latency)",
         Figure::Authz => "figure 5 (authorisation decision time)",
         Figure::Attach => "figure 6 (attach flow)",
+        Figure::Placement => "figure 7 (placement decision)",
+        Figure::Lost => "figure 8 (worker killed → sessions lost)",
     }
 }
 
