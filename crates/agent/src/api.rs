@@ -43,7 +43,9 @@ impl ApiError {
     pub fn is_revocation(&self) -> bool {
         match self {
             Self::CertificateRevoked(_) => true,
-            Self::Rejected { status, code, .. } => *status == StatusCode::FORBIDDEN && (code == NODE_REVOKED || code == CERTIFICATE_REVOKED),
+            Self::Rejected { status, code, .. } => {
+                *status == StatusCode::FORBIDDEN && (code == NODE_REVOKED || code == CERTIFICATE_REVOKED)
+            }
             Self::Tls(_) | Self::Unavailable(_) => false,
         }
     }
