@@ -400,6 +400,10 @@ async fn sessions_are_placed_by_scope_and_load_and_survive_node_faults() -> Resu
         .iter()
         .map(|agent| Ok((agent.name.clone(), agent.node_id()?)))
         .collect::<Result<_>>()?;
+    let first_serials: HashMap<String, String> = agents
+        .iter()
+        .map(|agent| Ok((agent.name.clone(), serial(agent)?)))
+        .collect::<Result<_>>()?;
 
     // Organisation A never lands on B's node; successive sessions spread over the platform nodes.
     let a1 = open(&api_a, &target_a).await?;
@@ -580,6 +584,34 @@ async fn sessions_are_placed_by_scope_and_load_and_survive_node_faults() -> Resu
         held_a,
         "revoking B's node disturbed A's sessions"
     );
+
+    // Certificates last 45 s here: the platform agents renew theirs and keep reporting.
+    for agent in agents.iter().filter(|agent| agent.name != "cb") {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while serial(agent)? == first_serials[&agent.name] {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "agent {} did not renew its certificate:\n{}",
+                agent.name,
+                agent.process.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let node = cluster.node(&node_ids[&agent.name]).await?;
+        assert_eq!(
+            node["report_live"], true,
+            "agent {} stopped reporting after renewal: {node}",
+            agent.name
+        );
+        assert_eq!(node["state"], "ready");
+    }
     drop(desktop);
     Ok(())
+}
+
+/// Returns the serial number of the agent's current certificate, from its `node.json`.
+fn serial(agent: &Agent) -> Result<String> {
+    let record: Value = serde_json::from_str(&agent.file("node.json")?)?;
+    Ok(str_of(&record, "serial")?.to_owned())
 }

@@ -41,9 +41,13 @@ impl Stack {
     }
 
     /// Starts the databases and a control plane that also serves the node API, with no
-    /// worker: node agents bring their own.
+    /// worker: node agents bring their own. Node certificates last 45 s, so agents renew them
+    /// after 30 s, within a test.
     pub fn start_cluster(binary: &Path) -> Result<Self> {
-        Self::start_without_workers(binary, &["--node-listen", "127.0.0.1:0"])
+        Self::start_without_workers(
+            binary,
+            &["--node-listen", "127.0.0.1:0", "--node-cert-validity-secs", "45"],
+        )
     }
 
     fn start_without_workers(binary: &Path, control_args: &[&str]) -> Result<Self> {
@@ -93,7 +97,7 @@ impl Stack {
         let listen = self.control.addr.clone();
         let mut args = vec!["--listen", listen.as_str()];
         if let Some(addr) = &node_api {
-            args.extend_from_slice(&["--node-listen", addr.as_str()]);
+            args.extend_from_slice(&["--node-listen", addr.as_str(), "--node-cert-validity-secs", "45"]);
         }
         self.control = self
             .env

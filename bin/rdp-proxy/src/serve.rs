@@ -90,7 +90,8 @@ pub(crate) struct NodeApiArgs {
     /// --node-listen IP address.
     #[arg(long = "node-api-name")]
     pub(crate) node_api_names: Vec<String>,
-    /// Lifetime of node certificates in seconds (300 to 2592000); agents renew after two thirds.
+    /// Lifetime of node certificates in seconds (30 to 2592000); agents renew after two thirds.
+    /// Values under an hour are for tests.
     #[arg(long, default_value_t = 86_400)]
     pub(crate) node_cert_validity_secs: u64,
 }
@@ -162,8 +163,8 @@ impl ControlArgs {
             "--access-token-ttl-secs must be between 60 and 900"
         );
         anyhow::ensure!(
-            (300..=2_592_000).contains(&self.nodes.node_cert_validity_secs),
-            "--node-cert-validity-secs must be between 300 and 2592000"
+            (30..=2_592_000).contains(&self.nodes.node_cert_validity_secs),
+            "--node-cert-validity-secs must be between 30 and 2592000"
         );
         anyhow::ensure!(
             self.web_dir.join("index.html").is_file(),

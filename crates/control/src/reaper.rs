@@ -18,6 +18,7 @@ use crate::AppState;
 
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let mut missing = Missing::default();
+    let mut redis = RedisWatch::default();
     let mut ticker = tokio::time::interval(state.config.sweep_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -25,14 +26,48 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        if let Err(error) = sweep_workers(&state, &mut missing.workers).await {
-            tracing::warn!(error = %error, "Lost-worker sweep failed; retrying next interval");
-        }
-        if let Err(error) = sweep_nodes(&state, &mut missing.nodes).await {
-            tracing::warn!(error = %error, "Node sweep failed; retrying next interval");
+        if redis.check(&state).await {
+            if let Err(error) = sweep_workers(&state, &mut missing.workers).await {
+                tracing::warn!(error = %error, "Lost-worker sweep failed; retrying next interval");
+            }
+            if let Err(error) = sweep_nodes(&state, &mut missing.nodes).await {
+                tracing::warn!(error = %error, "Node sweep failed; retrying next interval");
+            }
+        } else {
+            // Heartbeats could not be renewed or were wiped: silence counts from now on.
+            missing = Missing::default();
         }
         if let Err(error) = fail_undispatched(&state).await {
             tracing::warn!(error = %error, "Sweep of undispatched sessions failed; retrying next interval");
+        }
+    }
+}
+
+/// Tells whether Redis can be trusted to show who is alive this round. Redis unreachable, or a
+/// different server (`run_id`) than last round, means heartbeats may be missing through no
+/// fault of their senders: the round is skipped and every grace period starts again.
+#[derive(Default)]
+struct RedisWatch {
+    run_id: Option<String>,
+}
+
+impl RedisWatch {
+    async fn check(&mut self, state: &AppState) -> bool {
+        match state.coord.server_run_id().await {
+            Ok(run_id) if self.run_id.as_ref() == Some(&run_id) => true,
+            Ok(run_id) => {
+                if self.run_id.is_some() {
+                    tracing::warn!(run_id, "Redis restarted; waiting a full grace period before declaring anything lost");
+                }
+                self.run_id = Some(run_id);
+                false
+            }
+            Err(error) => {
+                if self.run_id.take().is_some() {
+                    tracing::warn!(error = %error, "Redis unreachable; no worker or node is declared lost meanwhile");
+                }
+                false
+            }
         }
     }
 }

@@ -52,4 +52,16 @@ impl Coord {
         let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
         Ok(())
     }
+
+    /// Returns the Redis server's `run_id`, which changes whenever the server restarts (and so,
+    /// without persistence, comes back empty).
+    pub async fn server_run_id(&self) -> Result<String, CoordError> {
+        let info: String = redis::cmd("INFO").arg("server").query_async(&mut self.conn()).await?;
+        Ok(info
+            .lines()
+            .find_map(|line| line.strip_prefix("run_id:"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned())
+    }
 }

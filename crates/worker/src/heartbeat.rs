@@ -12,6 +12,9 @@ use crate::Shared;
 use crate::load::{Health, Meter};
 use crate::session::Command;
 
+/// Delay before the next attempt after a failed heartbeat.
+const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_millis(300);
+
 pub(crate) async fn run(shared: Shared, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(shared.config.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -41,11 +44,15 @@ pub(crate) async fn run(shared: Shared, shutdown: CancellationToken) {
                 health.redis_failing = false;
             }
             Ok(()) => {}
-            Err(error) if !health.redis_failing => {
-                tracing::warn!(worker.id = %shared.id, error = %error, "Heartbeat to Redis failed; sessions continue");
-                health.redis_failing = true;
+            Err(error) => {
+                if !health.redis_failing {
+                    tracing::warn!(worker.id = %shared.id, error = %error, "Heartbeat to Redis failed; sessions continue");
+                    health.redis_failing = true;
+                }
+                // A Redis that restarted needs the beat back before the control plane's grace
+                // period ends, so retry well before the next interval.
+                ticker.reset_after(RETRY_AFTER_FAILURE.min(shared.config.heartbeat_interval));
             }
-            Err(_) => {}
         }
     }
 }
