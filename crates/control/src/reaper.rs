@@ -57,7 +57,10 @@ impl RedisWatch {
             Ok(run_id) if self.run_id.as_ref() == Some(&run_id) => true,
             Ok(run_id) => {
                 if self.run_id.is_some() {
-                    tracing::warn!(run_id, "Redis restarted; waiting a full grace period before declaring anything lost");
+                    tracing::warn!(
+                        run_id,
+                        "Redis restarted; waiting a full grace period before declaring anything lost"
+                    );
                 }
                 self.run_id = Some(run_id);
                 false
