@@ -153,11 +153,12 @@ export function shellQuote(value) {
 
 /** Returns the command that joins a machine with `token`, with NODE_API_PLACEHOLDER for the address. */
 export function agentCommand(token) {
+  // The token goes in the environment, not an argument, so other users' `ps` does not show it.
   return [
+    `RDP_PROXY_JOIN_TOKEN=${shellQuote(token)}`,
     "rdp-proxy-agent",
     `--control-url https://${NODE_API_PLACEHOLDER}`,
     `--data-dir ${AGENT_DATA_DIR}`,
-    `--join-token ${shellQuote(token)}`,
   ].join(" ");
 }
 

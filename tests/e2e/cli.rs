@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rdp_proxy_e2e::nodes::{AgentStart, start_agent};
-use rdp_proxy_e2e::stack::CLUSTER_SECRET;
+use rdp_proxy_e2e::stack::OPERATOR_TOKEN;
 use rdp_proxy_e2e::{Api, Stack};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -123,7 +123,7 @@ impl Cli {
             .env_remove("RDP_PROXY_API_KEY")
             .env_remove("RDP_PROXY_PASSWORD")
             .env_remove("RDP_PROXY_CREDENTIAL_PASSWORD")
-            .env_remove("RDP_PROXY_CLUSTER_SECRET")
+            .env_remove("RDP_PROXY_OPERATOR_TOKEN")
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -570,11 +570,11 @@ async fn cli_mirrors_the_api() -> Result<()> {
     Ok(())
 }
 
-/// Runs `rdp-proxy cluster ARGS` with the right cluster secret in the environment.
+/// Runs `rdp-proxy cluster ARGS` with the right operator token in the environment.
 async fn cluster(cli: &Cli, args: &[&str]) -> Result<Run> {
     let mut full = vec!["cluster"];
     full.extend_from_slice(args);
-    cli.run_with(&full, None, &[("RDP_PROXY_CLUSTER_SECRET", CLUSTER_SECRET)])
+    cli.run_with(&full, None, &[("RDP_PROXY_OPERATOR_TOKEN", OPERATOR_TOKEN)])
         .await
 }
 
@@ -628,20 +628,20 @@ async fn cli_manages_nodes_and_cluster() -> Result<()> {
     let placement = cluster(&operator, &["placement", "--org", &org_id]).await?.json();
     assert!(placement["chosen"].is_null(), "no worker runs yet: {placement}");
 
-    // The cluster secret: a wrong one is an authentication failure, a missing one a usage error.
+    // The operator token: a wrong one is an authentication failure, a missing one a usage error.
     let wrong = operator
         .run_with(
             &["cluster", "nodes"],
             None,
-            &[("RDP_PROXY_CLUSTER_SECRET", "not-the-cluster-secret")],
+            &[("RDP_PROXY_OPERATOR_TOKEN", "not-the-operator-token")],
         )
         .await?;
     wrong.expect_status(EXIT_UNAUTHENTICATED);
     assert!(wrong.stderr.contains("unauthenticated"), "{wrong}");
-    assert!(!wrong.stderr.contains("not-the-cluster-secret"), "{wrong}");
+    assert!(!wrong.stderr.contains("not-the-operator-token"), "{wrong}");
     operator.run(&["cluster", "nodes"]).await?.expect_status(EXIT_USAGE);
     let from_stdin = operator
-        .run_with(&["cluster", "nodes"], Some(&format!("{CLUSTER_SECRET}\n")), &[])
+        .run_with(&["cluster", "nodes"], Some(&format!("{OPERATOR_TOKEN}\n")), &[])
         .await?;
     assert_eq!(from_stdin.json(), json!([]));
 
@@ -675,7 +675,7 @@ async fn cli_manages_nodes_and_cluster() -> Result<()> {
         .run_with(
             &["cluster", "config", "set", "-"],
             Some(&config.to_string()),
-            &[("RDP_PROXY_CLUSTER_SECRET", CLUSTER_SECRET)],
+            &[("RDP_PROXY_OPERATOR_TOKEN", OPERATOR_TOKEN)],
         )
         .await?
         .json();
@@ -774,8 +774,8 @@ async fn cli_manages_nodes_and_cluster() -> Result<()> {
     assert_eq!(cluster(&operator, &["nodes"]).await?.json(), json!([]));
 
     assert!(
-        !stack.logs().contains(CLUSTER_SECRET),
-        "the cluster secret appeared in a log"
+        !stack.logs().contains(OPERATOR_TOKEN),
+        "the operator token appeared in a log"
     );
     drop(agent);
     Ok(())

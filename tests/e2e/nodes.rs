@@ -140,6 +140,13 @@ async fn nodes_join_once_and_are_known_by_their_certificates() -> Result<()> {
         status, 401,
         "an organisation admin's token must not open the cluster API"
     );
+    let (status, _) = Api::with_token(&base, rdp_proxy_e2e::stack::CLUSTER_SECRET)
+        .raw("GET", "/cluster/v1/nodes", None)
+        .await?;
+    assert_eq!(
+        status, 401,
+        "the cluster secret, which workers hold, must not open the cluster API"
+    );
 
     let token = cluster.join_token(None).await?;
     let mut p1 = start_agent(

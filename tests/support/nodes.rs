@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use rdp_proxy_testkit::ProcessGuard;
 use serde_json::{Value, json};
 
-use crate::stack::{CLUSTER_SECRET, Stack};
+use crate::stack::{CLUSTER_SECRET, OPERATOR_TOKEN, Stack};
 
 /// A running (or exited) node agent.
 pub struct Agent {
@@ -101,7 +101,7 @@ fn unique() -> u128 {
         .map_or(0, |elapsed| elapsed.as_nanos())
 }
 
-/// The operator's cluster API, authenticated with the cluster secret.
+/// The operator's cluster API, authenticated with the operator token.
 #[derive(Clone)]
 pub struct Cluster {
     base: String,
@@ -122,7 +122,7 @@ impl Cluster {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(CLUSTER_SECRET);
+            .bearer_auth(OPERATOR_TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
         }

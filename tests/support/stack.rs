@@ -9,6 +9,8 @@ use anyhow::{Context, Result, bail};
 use rdp_proxy_testkit::{Postgres, ProcessGuard, Redis};
 
 pub const CLUSTER_SECRET: &str = "e2e-cluster-secret-0123456789";
+/// Bearer token of the operator's cluster API; workers and agents never get it.
+pub const OPERATOR_TOKEN: &str = "e2e-operator-token-0123456789abcdef";
 /// Ed25519 seed and master key used by every test stack (standard base64 of 32 bytes).
 pub const TOKEN_SIGNING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const MASTER_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
@@ -274,6 +276,7 @@ impl Env {
             .args(args)
             .args(["--lost-grace-secs", "3"])
             .env("RDP_PROXY_TOKEN_SIGNING_KEY", TOKEN_SIGNING_KEY)
+            .env("RDP_PROXY_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("RDP_PROXY_WEB_DIR", web_dir());
         spawn_service("control", &mut command, &dir.join(log))
     }

@@ -149,7 +149,7 @@ describe("node helpers", () => {
     assert.equal(NODE_API_PLACEHOLDER, "<node-api-address>");
     assert.equal(
       agentCommand("rpj1_abc_def"),
-      "rdp-proxy-agent --control-url https://<node-api-address> --data-dir /var/lib/rdp-proxy-agent --join-token rpj1_abc_def",
+      "RDP_PROXY_JOIN_TOKEN=rpj1_abc_def rdp-proxy-agent --control-url https://<node-api-address> --data-dir /var/lib/rdp-proxy-agent",
     );
   });
 
@@ -556,7 +556,7 @@ describe("nodes section in Chromium", { skip: !chromiumAvailable() && "Chromium 
     assert.equal(await browser.evaluate(`${byId("join-token-value")}.value`), token);
     assert.equal(
       await browser.evaluate(`${byId("join-token-command")}.value`),
-      `rdp-proxy-agent --control-url https://<node-api-address> --data-dir /var/lib/rdp-proxy-agent --join-token ${token}`,
+      `RDP_PROXY_JOIN_TOKEN=${token} rdp-proxy-agent --control-url https://<node-api-address> --data-dir /var/lib/rdp-proxy-agent`,
     );
     assert.match(await browser.evaluate(`${byId("join-token-expiry")}.textContent`), /^It expires at .+\.$/);
     assert.equal(await browser.evaluate(`${byId("join-token-labels")}.value`), "", "form cleared");

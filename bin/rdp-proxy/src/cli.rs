@@ -1,6 +1,6 @@
 //! The command-line client of the public API: `login`, `logout`, `me`, `orgs`, `members`,
 //! `targets`, `credentials`, `policy`, `api-keys`, `audit`, `sessions` and `nodes`, and the
-//! operator's `cluster` commands, which use the cluster secret instead of a login. Each command
+//! operator's `cluster` commands, which use the operator token instead of a login. Each command
 //! prints the API's JSON (pretty), so scripts can pipe it to `jq`. Errors go to stderr as the
 //! API's error code and message, and the exit status identifies the kind of failure (see
 //! [`ErrorKind`]).
@@ -63,7 +63,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Nodes(nodes::NodesCommand),
     /// Operator commands for every node, join tokens, the node configuration and placement,
-    /// authenticated with the cluster secret (RDP_PROXY_CLUSTER_SECRET or a prompt).
+    /// authenticated with the operator token (RDP_PROXY_OPERATOR_TOKEN or a prompt).
     Cluster(cluster::ClusterArgs),
 }
 
@@ -99,7 +99,7 @@ pub(crate) enum ErrorKind {
     Other = 1,
     /// Invalid arguments.
     Usage = 2,
-    /// Not logged in, or the login, token, API key or cluster secret was rejected (HTTP 401).
+    /// Not logged in, or the login, token, API key or operator token was rejected (HTTP 401).
     Unauthenticated = 3,
     /// Forbidden (HTTP 403) or not found (HTTP 404, or no object with the given name).
     NotFound = 4,

@@ -68,6 +68,12 @@ struct DevSecrets {
     token_signing_key: String,
     #[serde(default = "new_master_key")]
     master_key: String,
+    #[serde(default = "new_operator_token")]
+    operator_token: String,
+}
+
+fn new_operator_token() -> String {
+    random_hex(24)
 }
 
 fn new_password() -> String {
@@ -101,6 +107,7 @@ impl DevSecrets {
             service_password: new_password(),
             token_signing_key: new_signing_key(),
             master_key: new_master_key(),
+            operator_token: new_operator_token(),
         };
         std::fs::write(path, serde_json::to_string_pretty(&secrets)?)?;
         restrict_to_owner(path)?;
@@ -144,6 +151,7 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
         listen: args.listen,
         token_signing_key: secrets.token_signing_key.clone(),
         master_key: secrets.master_key.clone(),
+        operator_token: Some(secrets.operator_token.clone()),
         access_token_ttl_secs: 600,
         lost_grace_secs: 15,
         web_dir: args.web_dir.clone(),
@@ -151,7 +159,9 @@ async fn serve(args: &DevArgs, root: &Path, secrets: &DevSecrets, postgres: &Loc
         nodes: crate::serve::NodeApiArgs {
             node_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
             node_api_names: Vec::new(),
-            node_cert_validity_secs: 86_400,
+            node_cert_validity_secs: 604_800,
+            // Without the agent binary the worker runs alone (see `spawn_node`).
+            allow_unmanaged_workers: !std::env::current_exe()?.with_file_name("rdp-proxy-agent").is_file(),
         },
     };
     let vault = control_args.vault()?;
@@ -364,6 +374,7 @@ fn print_banner(
             "  Node API:     https://{node_api} (local node agent in {})",
             root.join("agent").display()
         );
+        println!("  Cluster API:  rdp-proxy cluster … with RDP_PROXY_OPERATOR_TOKEN from secrets.json");
     }
     println!("  Data:         {} (credentials in secrets.json)", root.display());
     println!("Press Ctrl-C to stop.");

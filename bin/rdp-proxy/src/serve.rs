@@ -64,6 +64,11 @@ pub(crate) struct ControlArgs {
     /// Master key that wraps each organisation's credential key: 32 bytes in standard base64.
     #[arg(long, env = "RDP_PROXY_MASTER_KEY", hide_env_values = true)]
     pub(crate) master_key: String,
+    /// Bearer token of the operator's cluster API (`/cluster/v1`: nodes, join tokens,
+    /// configuration, placement), at least 24 characters; the API is off without it. Never give
+    /// it to workers or nodes.
+    #[arg(long, env = "RDP_PROXY_OPERATOR_TOKEN", hide_env_values = true)]
+    pub(crate) operator_token: Option<String>,
     /// Lifetime of access tokens, in seconds (60–900).
     #[arg(long, default_value_t = 600)]
     pub(crate) access_token_ttl_secs: u64,
@@ -90,9 +95,13 @@ pub(crate) struct NodeApiArgs {
     /// --node-listen IP address.
     #[arg(long = "node-api-name")]
     pub(crate) node_api_names: Vec<String>,
+    /// Also place sessions on workers started without a node agent (`rdp-proxy worker` alone);
+    /// by default they are used only when the node API is off.
+    #[arg(long)]
+    pub(crate) allow_unmanaged_workers: bool,
     /// Lifetime of node certificates in seconds (30 to 2592000); agents renew after two thirds.
     /// Values under an hour are for tests.
-    #[arg(long, default_value_t = 86_400)]
+    #[arg(long, default_value_t = 604_800)]
     pub(crate) node_cert_validity_secs: u64,
 }
 
@@ -162,6 +171,13 @@ impl ControlArgs {
             (60..=900).contains(&self.access_token_ttl_secs),
             "--access-token-ttl-secs must be between 60 and 900"
         );
+        if let Some(token) = &self.operator_token {
+            anyhow::ensure!(token.len() >= 24, "--operator-token must be at least 24 characters");
+            anyhow::ensure!(
+                *token != self.common.cluster_secret,
+                "--operator-token must differ from the cluster secret, which workers hold"
+            );
+        }
         anyhow::ensure!(
             (30..=2_592_000).contains(&self.nodes.node_cert_validity_secs),
             "--node-cert-validity-secs must be between 30 and 2592000"
@@ -177,12 +193,14 @@ impl ControlArgs {
             verifying_keys,
             access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
             cluster_secret: self.common.cluster_secret.clone(),
+            operator_token: self.operator_token.clone(),
             lost_grace: Duration::from_secs(self.lost_grace_secs.max(1)),
             sweep_interval: Duration::from_secs(1),
             web_dir: self.web_dir.clone(),
             node_listen: self.nodes.node_listen,
             node_api_names: self.nodes.node_api_names.clone(),
             node_cert_validity: Duration::from_secs(self.nodes.node_cert_validity_secs),
+            allow_unmanaged_workers: self.nodes.allow_unmanaged_workers || self.nodes.node_listen.is_none(),
         })
     }
 }

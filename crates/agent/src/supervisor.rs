@@ -71,6 +71,7 @@ impl Supervisor {
             pid: None,
             restarts: 0,
             last_exit: None,
+            address: None,
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(supervise(command, timing, report_tx, cancel.clone()));
@@ -97,6 +98,7 @@ impl Supervisor {
         let mut report = self.report.borrow().clone();
         report.run = ServiceRun::Stopped;
         report.pid = None;
+        report.address = None;
         report
     }
 }
@@ -134,6 +136,7 @@ async fn supervise(
         report.send_modify(|report| {
             report.run = ServiceRun::Starting;
             report.pid = None;
+            report.address = None;
             if !first_start {
                 report.restarts += 1;
             }
@@ -167,6 +170,7 @@ async fn supervise(
         report.send_modify(|report| {
             report.run = ServiceRun::Backoff;
             report.pid = None;
+            report.address = None;
             report.last_exit = Some(exit);
         });
         tokio::select! {
@@ -177,6 +181,7 @@ async fn supervise(
     report.send_modify(|report| {
         report.run = ServiceRun::Stopped;
         report.pid = None;
+        report.address = None;
     });
 }
 
@@ -208,7 +213,10 @@ async fn run(
     stop_timeout: Duration,
 ) -> RunEnd {
     let pid = child.id();
-    report.send_modify(|report| report.pid = pid);
+    report.send_modify(|report| {
+        report.pid = pid;
+        report.address = None;
+    });
     tracing::info!(service = %kind, pid, "Service started");
 
     let (listening_tx, mut listening_rx) = oneshot::channel();
@@ -227,8 +235,11 @@ async fn run(
             }
             listening = &mut listening_rx, if listening_pending => {
                 listening_pending = false;
-                if listening.is_ok() {
-                    report.send_modify(|report| report.run = ServiceRun::Running);
+                if let Ok(address) = listening {
+                    report.send_modify(|report| {
+                        report.run = ServiceRun::Running;
+                        report.address = address;
+                    });
                 }
             }
             () = cancel.cancelled() => {
@@ -241,8 +252,8 @@ async fn run(
 
 /// Reads the service's stdout until it closes, so the service never blocks on a full pipe.
 /// The first line must be the JSON event `{"event":"listening",...}`; it is logged and
-/// reported through `listening`.
-async fn read_stdout(stdout: ChildStdout, kind: ServiceKind, listening: oneshot::Sender<()>) {
+/// reported through `listening` with the `addr` it names.
+async fn read_stdout(stdout: ChildStdout, kind: ServiceKind, listening: oneshot::Sender<Option<String>>) {
     let mut lines = BufReader::new(stdout).lines();
     let mut listening = Some(listening);
     loop {
@@ -266,7 +277,12 @@ async fn read_stdout(stdout: ChildStdout, kind: ServiceKind, listening: oneshot:
             == Some("listening")
         {
             tracing::info!(service = %kind, announcement = line, "Service is listening");
-            let _ = sender.send(());
+            let address = event
+                .as_ref()
+                .and_then(|event| event.get("addr"))
+                .and_then(|addr| addr.as_str())
+                .map(str::to_owned);
+            let _ = sender.send(address);
         } else {
             tracing::warn!(
                 service = %kind,

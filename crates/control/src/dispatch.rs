@@ -69,6 +69,7 @@ fn no_worker_reason(decision: &rdp_proxy_core::placement::Decision) -> String {
             Rejection::AbsurdFigures { .. } => "implausible load figures".into(),
             Rejection::Unhealthy { .. } => "unhealthy".into(),
             Rejection::Full { .. } => "full".into(),
+            Rejection::Unverified { .. } => "not run by a node agent".into(),
         };
         *counts.entry(reason).or_default() += 1;
     }

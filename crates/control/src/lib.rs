@@ -42,6 +42,9 @@ pub struct ControlConfig {
     pub access_token_ttl: Duration,
     /// Shared secret presented to workers' internal API.
     pub cluster_secret: String,
+    /// Bearer token of the operator's cluster API (`/cluster/v1`); `None` turns that API off.
+    /// Workers never get it, unlike the cluster secret.
+    pub operator_token: Option<String>,
     /// How long a worker may miss heartbeats before its sessions become `lost`.
     pub lost_grace: Duration,
     pub sweep_interval: Duration,
@@ -54,6 +57,10 @@ pub struct ControlConfig {
     pub node_api_names: Vec<String>,
     /// Lifetime of node certificates.
     pub node_cert_validity: Duration,
+    /// Place sessions on workers that no node agent vouches for (started with `rdp-proxy
+    /// worker` alone). Off, a heartbeat counts only when its node's agent reports a worker at
+    /// the same address over mutual TLS.
+    pub allow_unmanaged_workers: bool,
 }
 
 #[derive(Clone)]
@@ -73,8 +80,19 @@ pub(crate) struct AppState {
 pub struct Control {
     state: AppState,
     listener: tokio::net::TcpListener,
-    node_api: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
+    node_api: Option<NodeApi>,
 }
+
+/// The node API's listener and TLS state, and the names its certificate is issued for.
+struct NodeApi {
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    certificate: Arc<rdp_proxy_pki::ServerCertificate>,
+    names: Vec<String>,
+}
+
+/// Lifetime of the node API's own certificate; it is issued again when a third remains.
+const NODE_API_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -98,20 +116,24 @@ impl Control {
                 }
                 let (server, key) = authority
                     .ca
-                    .issue_server(
-                        &names,
-                        std::time::Duration::from_secs(30 * 24 * 3600),
-                        time::OffsetDateTime::now_utc(),
-                    )
+                    .issue_server(&names, NODE_API_CERT_VALIDITY, time::OffsetDateTime::now_utc())
                     .map_err(nodes::AuthorityError::from)?;
-                let tls = rdp_proxy_pki::node_api_server_config(
+                let certificate = Arc::new(
+                    rdp_proxy_pki::ServerCertificate::new(authority.ca.cert_pem(), &server.cert_pem, &key)
+                        .map_err(nodes::AuthorityError::from)?,
+                );
+                let tls = rdp_proxy_pki::node_api_server_config_with(
                     authority.ca.cert_pem(),
-                    &server.cert_pem,
-                    &key,
+                    certificate.clone(),
                     authority.revocations.clone(),
                 )
                 .map_err(nodes::AuthorityError::from)?;
-                Some((node_listener, tls))
+                Some(NodeApi {
+                    listener: node_listener,
+                    tls,
+                    certificate,
+                    names,
+                })
             }
             None => None,
         };
@@ -144,7 +166,7 @@ impl Control {
 
     /// Address of the node API, when it is served.
     pub fn node_api_addr(&self) -> Option<std::io::Result<SocketAddr>> {
-        self.node_api.as_ref().map(|(listener, _)| listener.local_addr())
+        self.node_api.as_ref().map(|api| api.listener.local_addr())
     }
 
     /// SHA-256 of the cluster CA certificate, which join tokens carry.
@@ -180,7 +202,19 @@ impl Control {
         tracing::info!(addr = %listener.local_addr()?, "Control plane started");
         let sweep = tokio::spawn(reaper::run(state.clone(), shutdown.clone()));
         let revocations = tokio::spawn(refresh_revocations(state.clone(), shutdown.clone()));
-        let node_server = node_api.map(|(node_listener, tls)| {
+        let node_server = node_api.map(|api| {
+            let NodeApi {
+                listener: node_listener,
+                tls,
+                certificate,
+                names,
+            } = api;
+            tokio::spawn(renew_node_api_certificate(
+                state.clone(),
+                certificate,
+                names,
+                shutdown.clone(),
+            ));
             let app = nodes::api::router().with_state(state.clone());
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -203,6 +237,38 @@ impl Control {
         }
         tracing::info!("Control plane stopped");
         result
+    }
+}
+
+/// Issues the node API's certificate again when a third of its lifetime remains, so agents
+/// never meet an expired server certificate on a control plane that runs for months.
+async fn renew_node_api_certificate(
+    state: AppState,
+    certificate: Arc<rdp_proxy_pki::ServerCertificate>,
+    names: Vec<String>,
+    shutdown: CancellationToken,
+) {
+    let renew_every = NODE_API_CERT_VALIDITY * 2 / 3;
+    let mut wait = renew_every;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let issued = state
+            .authority
+            .ca
+            .issue_server(&names, NODE_API_CERT_VALIDITY, time::OffsetDateTime::now_utc());
+        wait = match issued.and_then(|(server, key)| certificate.replace(&server.cert_pem, &key)) {
+            Ok(()) => {
+                tracing::info!("Node API certificate renewed");
+                renew_every
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "Could not renew the node API certificate; retrying in an hour");
+                Duration::from_secs(3600)
+            }
+        };
     }
 }
 

@@ -88,11 +88,13 @@ type SweepError = Box<dyn std::error::Error + Send + Sync>;
 /// becomes stale) and marks their sessions `lost`. Sessions held by a worker that is no longer
 /// registered as live are marked at once.
 async fn sweep_workers(state: &AppState, missing_since: &mut HashMap<WorkerId, Instant>) -> Result<(), SweepError> {
-    let registrations = state.store.live_worker_registrations().await?;
+    // Held sessions first: a worker that registers and claims a session after this read is
+    // then either in both lists or in neither, never a holder without a live registration.
     let mut holders: HashMap<WorkerId, Vec<(OrgId, SessionId)>> = HashMap::new();
     for (org, session, worker) in state.store.held_sessions().await? {
         holders.entry(worker).or_default().push((org, session));
     }
+    let registrations = state.store.live_worker_registrations().await?;
     // A Redis error is not evidence that a worker died: the `?` skips the round.
     let beating: HashSet<WorkerId> = state
         .coord

@@ -278,6 +278,10 @@ pub struct ServiceReport {
     pub restarts: u32,
     /// How the last run ended, e.g. `signal 9` or `exit status 1`.
     pub last_exit: Option<String>,
+    /// Address the running service announced it listens on (`HOST:PORT`). The control plane
+    /// accepts a worker's heartbeat for this node only from that address.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 /// Messages between the node agent and the control plane's node API.

@@ -57,6 +57,12 @@ pub enum Rejection {
         sessions: u32,
         max_sessions: u32,
     },
+    /// The heartbeat names no node, or a node whose agent does not report a worker at the
+    /// heartbeat's address, while the cluster accepts only workers its node agents run. The
+    /// control plane applies this filter before `place`.
+    Unverified {
+        detail: String,
+    },
 }
 
 /// A candidate that passed the filters, with its score (higher is better, 0.0–1.0) and the parts

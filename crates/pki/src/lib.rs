@@ -28,6 +28,6 @@ pub use rdp_proxy_core::node::wire::IssuedCertificate;
 pub use revocation::Revocations;
 pub use serve::{HANDSHAKE_TIMEOUT, PeerCertificate, PeerIdentity, SHUTDOWN_GRACE, serve};
 pub use tls::{
-    CONNECT_TIMEOUT, REQUEST_TIMEOUT, client_config, http_client, http_client_builder, node_api_server_config,
-    pinned_client_config,
+    CONNECT_TIMEOUT, REQUEST_TIMEOUT, ServerCertificate, client_config, http_client, http_client_builder,
+    node_api_server_config, node_api_server_config_with, pinned_client_config,
 };

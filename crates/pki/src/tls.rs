@@ -1,7 +1,7 @@
 //! rustls configurations for the node API: the server with optional client certificates and
 //! revocation, the client that trusts only the cluster CA, and the pinned client for joining.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -42,13 +42,68 @@ pub fn node_api_server_config(
     server_key_pem: &str,
     revocations: Revocations,
 ) -> Result<Arc<ServerConfig>, PkiError> {
-    let provider = provider();
-    let ca = pem::single_certificate("CA certificate", ca_pem)?;
-    let mut chain = pem::certificates("server certificate", server_cert_pem)?;
-    if !chain.contains(&ca) {
+    let certificate = Arc::new(ServerCertificate::new(ca_pem, server_cert_pem, server_key_pem)?);
+    node_api_server_config_with(ca_pem, certificate, revocations)
+}
+
+/// The node API's own certificate, replaceable while the server runs, so that a long-running
+/// control plane renews it before it expires. New handshakes use the newest one.
+#[derive(Debug)]
+pub struct ServerCertificate {
+    ca: CertificateDer<'static>,
+    current: RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl ServerCertificate {
+    /// Loads the certificate (PEM, the CA is appended to the chain) and its private key.
+    pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let ca = pem::single_certificate("CA certificate", ca_pem)?;
+        let current = RwLock::new(certified_key(&ca, cert_pem, key_pem)?);
+        Ok(Self { ca, current })
+    }
+
+    /// Replaces the certificate for the handshakes that follow.
+    pub fn replace(&self, cert_pem: &str, key_pem: &str) -> Result<(), PkiError> {
+        let next = certified_key(&self.ca, cert_pem, key_pem)?;
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+fn certified_key(
+    ca: &CertificateDer<'static>,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::sign::CertifiedKey>, PkiError> {
+    let mut chain = pem::certificates("server certificate", cert_pem)?;
+    if !chain.contains(ca) {
         chain.push(ca.clone());
     }
-    let key = pem::private_key("server private key", server_key_pem)?;
+    let key = pem::private_key("server private key", key_pem)?;
+    let signing_key = provider().key_provider.load_private_key(key)?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, signing_key)))
+}
+
+/// Builds the node API's server configuration like [`node_api_server_config`], with a
+/// certificate that [`ServerCertificate::replace`] can renew.
+pub fn node_api_server_config_with(
+    ca_pem: &str,
+    certificate: Arc<ServerCertificate>,
+    revocations: Revocations,
+) -> Result<Arc<ServerConfig>, PkiError> {
+    let provider = provider();
+    let ca = pem::single_certificate("CA certificate", ca_pem)?;
 
     let mut roots = RootCertStore::empty();
     roots.add(ca)?;
@@ -63,7 +118,7 @@ pub fn node_api_server_config(
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(certificate);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;

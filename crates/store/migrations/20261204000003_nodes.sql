@@ -36,7 +36,8 @@ CREATE TABLE nodes (
     last_report_at    timestamptz
 );
 
-CREATE UNIQUE INDEX nodes_name ON nodes (name);
+-- Names are unique per owner, so a join cannot probe another organisation's node names.
+CREATE UNIQUE INDEX nodes_name ON nodes (COALESCE(owner_org, '00000000-0000-0000-0000-000000000000'::uuid), name);
 CREATE INDEX nodes_owner ON nodes (owner_org);
 
 -- Every certificate issued to a node. Rows outlive their node so that a removed node's

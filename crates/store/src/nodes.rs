@@ -191,8 +191,9 @@ impl Store {
         };
         let id = NodeId::new_random();
         let node = check(&grant, id).map_err(JoinError::Rejected)?;
-        let mut labels = grant.labels.clone();
-        labels.extend(node.labels.clone());
+        // The operator's labels on the token win over what the node asks for.
+        let mut labels = node.labels.clone();
+        labels.extend(grant.labels.clone());
         sqlx::query(
             "INSERT INTO nodes (id, name, owner_org, state, labels, capabilities, enabled_services, agent_version)
              VALUES ($1, $2, $3, 'joining', $4, $5, $6, $7)",
@@ -221,6 +222,9 @@ impl Store {
         Ok((record, grant))
     }
 
+    /// Records a renewed certificate unless the node was revoked or removed meanwhile. The node
+    /// row is locked, so a revocation either sees this certificate and revokes it too, or
+    /// comes first and this fails with `Conflict`.
     pub async fn add_node_certificate(
         &self,
         node: NodeId,
@@ -228,6 +232,15 @@ impl Store {
         not_after: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM nodes WHERE id = $1 FOR SHARE")
+            .bind(node.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match state.as_deref() {
+            None => return Err(StoreError::NotFound { what: "node" }),
+            Some("revoked") => return Err(StoreError::Conflict("the node is revoked".into())),
+            Some(_) => {}
+        }
         insert_certificate(&mut tx, serial, node, not_after).await?;
         tx.commit().await?;
         Ok(())

@@ -1,5 +1,5 @@
 //! `rdp-proxy cluster …`: the operator's cluster API under /cluster/v1, authenticated with the
-//! cluster secret instead of a login. The secret comes from RDP_PROXY_CLUSTER_SECRET, else from
+//! operator token instead of a login. The secret comes from RDP_PROXY_OPERATOR_TOKEN, else from
 //! a prompt when stdin is a terminal, else as one line of stdin. It is never a command-line
 //! argument, so it stays out of shell history and process lists.
 
@@ -17,8 +17,8 @@ use super::{
     CliError, DEFAULT_SERVER, ErrorKind, api_error, confirm, needs_confirmation, parse_uuid, print_json, read_secret,
 };
 
-/// Environment variable with the cluster secret, the same one `rdp-proxy control` reads.
-const SECRET_ENV: &str = "RDP_PROXY_CLUSTER_SECRET";
+/// Environment variable with the operator token, the same one `rdp-proxy control` reads.
+const SECRET_ENV: &str = "RDP_PROXY_OPERATOR_TOKEN";
 
 #[derive(Args)]
 pub(crate) struct ClusterArgs {
@@ -91,15 +91,15 @@ enum ConfigCommand {
     /// Publish a JSON configuration document as the next version. Fields left out take their
     /// defaults, and unknown fields are rejected.
     Set {
-        /// JSON file; `-` reads stdin. When stdin is not a terminal, the secret must then come
-        /// from RDP_PROXY_CLUSTER_SECRET.
+        /// JSON file; `-` reads stdin. When stdin is not a terminal, the token must then come
+        /// from RDP_PROXY_OPERATOR_TOKEN.
         file: PathBuf,
     },
 }
 
 const NODES: &str = "/cluster/v1/nodes";
 
-/// One cluster API request, as a command maps to it before the secret is read.
+/// One cluster API request, as a command maps to it before the token is read.
 struct Request {
     method: Method,
     path: String,
@@ -111,7 +111,7 @@ struct Request {
     /// Whether a `null` response is printed. `config show` prints it because the API returns
     /// `null` when no configuration is published.
     print_null: bool,
-    /// Whether the body came from stdin, so the secret cannot.
+    /// Whether the body came from stdin, so the token cannot.
     body_from_stdin: bool,
 }
 
@@ -136,9 +136,9 @@ impl Request {
 
 pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let server = normalize_server(&args.server);
-    // Built before the secret is read, so that a bad configuration file fails without a prompt.
+    // Built before the token is read, so that a bad configuration file fails without a prompt.
     let request = request_for(args.command)?;
-    let cluster = ClusterClient::new(server, read_cluster_secret(request.body_from_stdin)?)?;
+    let cluster = ClusterClient::new(server, read_operator_token(request.body_from_stdin)?)?;
     if let Some((id, yes)) = &request.revoke
         && needs_confirmation(*yes)
     {
@@ -194,22 +194,22 @@ fn request_for(command: ClusterCommand) -> anyhow::Result<Request> {
     Ok(request)
 }
 
-/// Reads the cluster secret. When stdin carries a configuration document, the secret can only
+/// Reads the operator token. When stdin carries a configuration document, the secret can only
 /// come from the environment or a terminal prompt.
-fn read_cluster_secret(stdin_in_use: bool) -> anyhow::Result<String> {
+fn read_operator_token(stdin_in_use: bool) -> anyhow::Result<String> {
     let from_env = std::env::var(SECRET_ENV).is_ok();
     if stdin_in_use && !from_env && !std::io::stdin().is_terminal() {
         return Err(CliError::new(
             ErrorKind::Usage,
-            format!("stdin carries the configuration, so set {SECRET_ENV} to the cluster secret"),
+            format!("stdin carries the configuration, so set {SECRET_ENV} to the operator token"),
         )
         .into());
     }
-    let secret = read_secret(Some(SECRET_ENV), "Cluster secret: ")?;
+    let secret = read_secret(Some(SECRET_ENV), "Operator token: ")?;
     if secret.is_empty() {
         return Err(CliError::new(
             ErrorKind::Usage,
-            format!("the cluster secret is empty; set {SECRET_ENV} or enter it at the prompt"),
+            format!("the operator token is empty; set {SECRET_ENV} or enter it at the prompt"),
         )
         .into());
     }
@@ -238,7 +238,7 @@ fn read_document(file: &Path) -> anyhow::Result<Value> {
     })
 }
 
-/// HTTP client of the cluster API: the control plane's base URL and the cluster secret.
+/// HTTP client of the cluster API: the control plane's base URL and the operator token.
 struct ClusterClient {
     http: reqwest::Client,
     server: String,
@@ -254,7 +254,7 @@ impl ClusterClient {
         })
     }
 
-    /// Sends one request with the cluster secret as the bearer and returns the JSON body
+    /// Sends one request with the operator token as the bearer and returns the JSON body
     /// (`null` when empty). A rejected secret keeps its API error, so the exit status stays 3.
     async fn send(
         &self,
@@ -267,7 +267,7 @@ impl ClusterClient {
         result.map_err(|error| {
             if api_error(&error).is_some_and(|api| api.status == 401) {
                 error.context(format!(
-                    "the control plane at {} rejected the cluster secret; check {SECRET_ENV}",
+                    "the control plane at {} rejected the operator token; check {SECRET_ENV}",
                     self.server
                 ))
             } else {

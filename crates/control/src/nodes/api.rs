@@ -28,6 +28,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/node/v1/renew", post(renew))
         .route("/node/v1/report", post(report))
         .layer(DefaultBodyLimit::max(64 * 1024))
+        // A client that trickles its request must not hold a connection for long; the join
+        // endpoint needs no certificate, so anyone can try.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(15),
+        ))
 }
 
 /// An error of the node API: HTTP status, a stable code and a sentence for the operator.
@@ -170,7 +176,7 @@ async fn join(
                 StatusCode::CONFLICT,
                 "node_name_taken",
                 format!(
-                    "a node named {} is already in the cluster; pick another --name",
+                    "the owner already has a node named {}; pick another --name",
                     request.name
                 ),
             ));
@@ -234,11 +240,26 @@ async fn renew(
     Json(request): Json<RenewRequest>,
 ) -> Result<Json<IssuedCertificate>, NodeError> {
     let node = authenticated_node(&state, &peer).await?;
+    let authority = &state.authority;
+    // Agents renew when a third of the lifetime remains; earlier requests would only pile up
+    // valid certificates.
+    if let Some(current) = &peer.0 {
+        let remaining = current.not_after - OffsetDateTime::now_utc();
+        if remaining > authority.node_cert_validity / 2 {
+            return Err(NodeError::new(
+                StatusCode::CONFLICT,
+                "renewal_too_early",
+                format!(
+                    "the current certificate is valid until {}; renew when less than half of its lifetime remains",
+                    current.not_after
+                ),
+            ));
+        }
+    }
     let identity = NodeIdentity {
         node: node.id,
         owner: node.owner,
     };
-    let authority = &state.authority;
     let certificate = authority
         .ca
         .issue_node(
@@ -253,7 +274,14 @@ async fn renew(
         .store
         .add_node_certificate(node.id, &certificate.serial, certificate.not_after)
         .await
-        .map_err(|error| NodeError::store(&error))?;
+        .map_err(|error| match error {
+            StoreError::Conflict(_) | StoreError::NotFound { .. } => NodeError::new(
+                StatusCode::FORBIDDEN,
+                "node_revoked",
+                "this node was revoked; join again with a new token",
+            ),
+            other => NodeError::store(&other),
+        })?;
     tracing::info!(node.id = %node.id, serial = %certificate.serial, "Node certificate renewed");
     Ok(Json(certificate))
 }

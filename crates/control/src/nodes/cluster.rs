@@ -1,4 +1,4 @@
-//! The operator's cluster API under `/cluster/v1`, authenticated with the cluster secret: join
+//! The operator's cluster API under `/cluster/v1`, authenticated with the operator token: join
 //! tokens, nodes and their lifecycle (drain, resume, revoke, remove), configuration documents,
 //! and the placement explanation.
 
@@ -35,14 +35,21 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/cluster/v1/placement", get(explain_placement))
 }
 
-/// Checks `Authorization: Bearer <cluster secret>` in constant time.
+/// Checks `Authorization: Bearer <operator token>` in constant time.
 pub(crate) fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.config.operator_token.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "cluster_api_disabled",
+            "the cluster API is off; start the control plane with --operator-token",
+        ));
+    };
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let expected = state.config.cluster_secret.as_bytes();
+    let expected = expected.as_bytes();
     let matches = presented.len() == expected.len()
         && presented.bytes().zip(expected).fold(0_u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if matches {
@@ -51,7 +58,7 @@ pub(crate) fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
-            "the cluster API needs 'Authorization: Bearer <cluster secret>'",
+            "the cluster API needs 'Authorization: Bearer <operator token>'",
         ))
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rdp_proxy_coord::WorkerBeat;
 use rdp_proxy_core::node::{NodeOwner, NodeState, ServiceKind};
-use rdp_proxy_core::placement::{self, Candidate, Decision, Request};
+use rdp_proxy_core::placement::{self, Candidate, Decision, Filtered, Rejection, Request};
 use rdp_proxy_core::{NodeId, OrgId, WorkerId};
 
 use crate::AppState;
@@ -51,18 +51,66 @@ pub(crate) async fn decide(state: &AppState, org: OrgId) -> Result<Placement, Ga
             .map(|node| (node.id, node))
             .collect()
     };
-    let candidates: Vec<Candidate> = beats.iter().map(|beat| candidate(beat, &nodes)).collect();
-    let decision = placement::place(
+    let mut unverified = Vec::new();
+    let mut candidates = Vec::with_capacity(beats.len());
+    for beat in &beats {
+        let candidate = candidate(beat, &nodes);
+        match vouched(beat, &nodes, state.config.allow_unmanaged_workers) {
+            Ok(()) => candidates.push(candidate),
+            Err(detail) => unverified.push(Filtered {
+                worker: candidate.worker,
+                node: candidate.node,
+                node_name: candidate.node_name,
+                reason: Rejection::Unverified { detail },
+            }),
+        }
+    }
+    let mut decision = placement::place(
         &Request {
             org,
             service: ServiceKind::Worker,
         },
         &candidates,
     );
+    decision.filtered.extend(unverified);
     Ok(Placement {
         decision,
         beats: beats.into_iter().map(|beat| (beat.id, beat)).collect(),
     })
+}
+
+/// Checks that a node's agent vouches for the heartbeat: workers write their heartbeats to
+/// Redis themselves, so the node they name is taken only when that node's agent, which speaks
+/// over its certificate, reports a running worker at the heartbeat's address.
+fn vouched(
+    beat: &WorkerBeat,
+    nodes: &HashMap<NodeId, rdp_proxy_store::NodeRecord>,
+    allow_unmanaged: bool,
+) -> Result<(), String> {
+    let Some(id) = beat.node else {
+        return if allow_unmanaged {
+            Ok(())
+        } else {
+            Err("the worker names no node and this cluster places only on workers run by node agents".into())
+        };
+    };
+    let Some(node) = nodes.get(&id) else {
+        return Err(format!("node {id} is not in the cluster"));
+    };
+    let address = beat
+        .internal_url
+        .strip_prefix("http://")
+        .or_else(|| beat.internal_url.strip_prefix("https://"))
+        .unwrap_or(&beat.internal_url);
+    let reported = node
+        .services
+        .iter()
+        .any(|service| service.kind == ServiceKind::Worker && service.address.as_deref() == Some(address));
+    if reported {
+        Ok(())
+    } else {
+        Err(format!("node {}'s agent reports no worker at {address}", node.name))
+    }
 }
 
 fn candidate(beat: &WorkerBeat, nodes: &HashMap<NodeId, rdp_proxy_store::NodeRecord>) -> Candidate {
