@@ -23,6 +23,8 @@ const PING_INTERVAL_MS = 5000;
 // or cut off): the page drops the socket and asks the control plane again, which reports the
 // session `lost` once the worker's grace period has passed.
 const SILENCE_LIMIT_MS = 15000;
+// Attach conflicts retried while reconnecting before the page shows the error.
+const CONFLICT_RETRIES = 12;
 const CLOSE_TERMINATED = 4000;
 // Someone detached the session through the API; the desktop keeps running.
 const CLOSE_DETACHED = 4001;
@@ -176,10 +178,21 @@ async function connect(mode, reconnecting) {
       return;
     }
     console.warn(`Attach for session ${sessionId} failed (${error.code}):`, error.message);
-    connection.stopped = true;
-    if (!(await showFinalState(attempt))) {
-      setState("error", `Error: ${error.message}`);
+    if (await showFinalState(attempt)) {
+      connection.stopped = true;
+      return;
     }
+    if (attempt !== connection.attempt || connection.stopped) {
+      return;
+    }
+    if (reconnecting && heldByThisUser(error) && connection.failures < CONFLICT_RETRIES) {
+      // After the worker died, the control plane still records this tab's control until it
+      // declares the session lost, and refuses the attach meanwhile: keep asking.
+      scheduleReconnect();
+      return;
+    }
+    connection.stopped = true;
+    setState("error", `Error: ${error.message}`);
     return;
   }
   if (attempt !== connection.attempt || connection.stopped) {
@@ -517,6 +530,20 @@ function onOnline() {
   if (connection.retryTimer !== null && !connection.stopped) {
     connect(reconnectMode, true);
   }
+}
+
+/**
+ * Tells whether an attach was refused because this very user holds control, which after a
+ * worker's death is this tab's own stale hold. The control plane names the holder in the
+ * message ("control is held by NAME since …").
+ */
+function heldByThisUser(error) {
+  return (
+    error instanceof ApiError &&
+    error.code === "control_held" &&
+    connection.user !== null &&
+    error.message.startsWith(`control is held by ${connection.user} since `)
+  );
 }
 
 /**

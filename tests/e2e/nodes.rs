@@ -569,6 +569,40 @@ async fn sessions_are_placed_by_scope_and_load_and_survive_node_faults() -> Resu
         "an agent died with the control plane"
     );
 
+    // B's agent crashes: its worker keeps the desktops and takes no new session, and the
+    // restarted agent runs a new worker beside it.
+    let cb_index = agents.iter().position(|agent| agent.name == "cb").context("cb agent")?;
+    let (old_worker, old_pid) = node_worker(&cluster.node(&node_ids["cb"]).await?).context("cb runs no worker")?;
+    let held_b = snapshot(&api_b, &[b1.clone(), b2.clone()]).await?;
+    tokio::task::block_in_place(|| agents[cb_index].process.kill());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        snapshot(&api_b, &[b1.clone(), b2.clone()]).await?,
+        held_b,
+        "an agent crash ended desktops"
+    );
+    assert!(
+        Path::new(&format!("/proc/{old_pid}")).exists(),
+        "the worker died with its agent"
+    );
+    let data_dir = agents[cb_index].data_dir.clone();
+    agents[cb_index] = start_agent(
+        &stack,
+        agent_binary(),
+        "cb",
+        AgentStart {
+            data_dir: Some(&data_dir),
+            ..Default::default()
+        },
+    )?;
+    cluster
+        .wait_node(&node_ids["cb"], "running a new worker", LONG, |node| {
+            node["workers"]
+                .as_array()
+                .is_some_and(|workers| workers.iter().any(|worker| worker["id"] != old_worker.as_str()))
+        })
+        .await?;
+
     // Revoke B's node: its sessions end with the reason, its agent exits 3, A is untouched.
     let held_a = snapshot(&api_a, &[a4.clone(), a5.clone()]).await?;
     let revoked = cluster

@@ -230,6 +230,7 @@ impl WorkerArgs {
             node: self.node_id,
             node_org: self.node_org,
             node_config: self.node_config.clone(),
+            parent: std::env::var(PARENT_PID_ENV).ok().and_then(|raw| raw.parse().ok()),
         })
     }
 }
@@ -277,7 +278,6 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let worker = Worker::bind(config, store, coord).await?;
     announce("worker", worker.local_addr()?);
     let shutdown = shutdown_on_signal();
-    exit_with_parent(&shutdown);
     worker.run(shutdown).await?;
     Ok(())
 }
@@ -335,29 +335,7 @@ pub(crate) fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-/// Environment variable naming the PID whose death stops this process; `rdp-proxy dev` sets it
-/// for its worker.
+/// Environment variable naming the PID of the process that supervises the worker (the node
+/// agent, or `rdp-proxy dev`); once it is gone the worker takes no new sessions and exits when
+/// the ones it holds have ended.
 pub(crate) const PARENT_PID_ENV: &str = "RDP_PROXY_EXIT_WITH_PARENT";
-
-/// Cancels `shutdown` once the parent named in [`PARENT_PID_ENV`] is gone (the process is then
-/// re-parented), checking every second.
-fn exit_with_parent(shutdown: &CancellationToken) {
-    let Some(parent) = std::env::var(PARENT_PID_ENV)
-        .ok()
-        .and_then(|raw| raw.parse::<u32>().ok())
-    else {
-        return;
-    };
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            ticker.tick().await;
-            if std::os::unix::process::parent_id() != parent {
-                tracing::warn!(parent, "Parent process is gone; shutting down");
-                shutdown.cancel();
-                return;
-            }
-        }
-    });
-}

@@ -72,6 +72,8 @@ pub struct Scored {
     pub worker: WorkerId,
     pub node: Option<NodeId>,
     pub node_name: String,
+    /// A customer-managed node of the requesting organisation; these rank first.
+    pub own_node: bool,
     pub score: f64,
     pub parts: ScoreParts,
 }
@@ -198,9 +200,11 @@ impl ScoreParts {
 /// Decides which worker gets a session of `request.org` for `request.service`.
 ///
 /// Each candidate is either filtered out with the first [`Rejection`] that applies, checked in
-/// the order the enum lists them, or scored with [`ScoreParts::score`]. `ranked` is sorted by
-/// score, highest first, then by node name, worker id and node id, so `ranked` and `chosen` do
-/// not depend on the order of `candidates`. `filtered` keeps the order of `candidates`.
+/// the order the enum lists them, or scored with [`ScoreParts::score`]. `ranked` puts the
+/// organisation's own customer-managed nodes first (they exist to carry its sessions, often
+/// inside its network), then sorts by score, highest first, then by node name, worker id and
+/// node id, so `ranked` and `chosen` do not depend on the order of `candidates`. `filtered`
+/// keeps the order of `candidates`.
 ///
 /// Workers on one machine report the same node CPU and memory. Among such workers with the same
 /// session limit, one with fewer sessions ranks above one with more, unless its own CPU use or
@@ -216,6 +220,7 @@ pub fn place(request: &Request, candidates: &[Candidate]) -> Decision {
                     worker: candidate.worker,
                     node: candidate.node,
                     node_name: candidate.node_name.clone(),
+                    own_node: candidate.owner == NodeOwner::Org(request.org),
                     score: parts.score(),
                     parts,
                 });
@@ -229,8 +234,9 @@ pub fn place(request: &Request, candidates: &[Candidate]) -> Decision {
         }
     }
     ranked.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
+        b.own_node
+            .cmp(&a.own_node)
+            .then_with(|| b.score.total_cmp(&a.score))
             .then_with(|| a.node_name.cmp(&b.node_name))
             .then_with(|| a.worker.cmp(&b.worker))
             .then_with(|| a.node.cmp(&b.node))
@@ -729,6 +735,17 @@ mod tests {
     }
 
     #[test]
+    fn own_nodes_rank_before_idle_platform_nodes() {
+        let platform = with_load(candidate(1), |figures| *figures = load(0));
+        let mut own = with_load(candidate(2), |figures| *figures = load(12));
+        own.owner = NodeOwner::Org(org(1));
+        let decision = place(&request(1), &[platform, own]);
+        assert_eq!(decision.chosen, Some(worker(2)));
+        assert!(decision.ranked[0].own_node);
+        assert!(!decision.ranked[1].own_node);
+    }
+
+    #[test]
     fn fewer_sessions_win_on_one_machine() {
         let sessions = [(1, 10), (2, 3), (3, 7), (4, 0), (5, 12)];
         let candidates: Vec<Candidate> = sessions
@@ -994,7 +1011,10 @@ mod tests {
                 prop_assert!((0.0..=1.0).contains(&scored.score), "score {}", scored.score);
             }
             for pair in decision.ranked.windows(2) {
-                prop_assert!(pair[0].score >= pair[1].score);
+                prop_assert!(pair[0].own_node >= pair[1].own_node);
+                if pair[0].own_node == pair[1].own_node {
+                    prop_assert!(pair[0].score >= pair[1].score);
+                }
             }
         }
 

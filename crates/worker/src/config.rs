@@ -27,6 +27,10 @@ pub struct WorkerConfig {
     pub node_org: Option<OrgId>,
     /// Configuration document written by the node agent; re-read on every heartbeat.
     pub node_config: Option<PathBuf>,
+    /// PID of the supervising process. When it is gone (the agent crashed), the worker takes no
+    /// new sessions, keeps the desktops it holds, and exits once none remain, so a restarted
+    /// agent's new worker takes over without ending anyone's desktop.
+    pub parent: Option<u32>,
 }
 
 impl WorkerConfig {

@@ -29,6 +29,11 @@ pub(crate) async fn run(shared: Shared, shutdown: CancellationToken) {
             _ = ticker.tick() => {}
         }
         apply_node_config(&shared);
+        if orphaned(&shared) && shared.registry.len() == 0 {
+            tracing::info!(worker.id = %shared.id, "Supervisor gone and no session left; stopping");
+            shutdown.cancel();
+            return;
+        }
         // Reconcile first, so a worker that returns from a pause never re-asserts routes for
         // sessions recorded as lost meanwhile.
         match reconcile(&shared, &shutdown).await {
@@ -55,6 +60,29 @@ pub(crate) async fn run(shared: Shared, shutdown: CancellationToken) {
             }
         }
     }
+}
+
+/// Checks whether the supervising process is gone (this process was re-parented), and logs it
+/// once.
+fn orphaned(shared: &Shared) -> bool {
+    use std::sync::atomic::Ordering;
+    if shared.orphaned.load(Ordering::SeqCst) {
+        return true;
+    }
+    let Some(parent) = shared.config.parent else {
+        return false;
+    };
+    if std::os::unix::process::parent_id() == parent {
+        return false;
+    }
+    shared.orphaned.store(true, Ordering::SeqCst);
+    tracing::warn!(
+        worker.id = %shared.id,
+        parent,
+        sessions = shared.registry.len(),
+        "Supervisor is gone; taking no new sessions and stopping once the held ones end"
+    );
+    true
 }
 
 fn apply_node_config(shared: &Shared) {
@@ -85,7 +113,13 @@ async fn publish(shared: &Shared, meter: &mut Meter, health: &Health) -> Result<
         sessions: u32::try_from(sessions).unwrap_or(u32::MAX),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         node: shared.config.node,
-        load: Some(meter.measure(&shared.traffic, sessions, settings.max_sessions, health)),
+        load: Some(meter.measure(&shared.traffic, sessions, settings.max_sessions, health)).map(|mut load| {
+            // An orphaned worker takes no new sessions; zero health keeps placement away.
+            if shared.orphaned.load(std::sync::atomic::Ordering::SeqCst) {
+                load.health = 0;
+            }
+            load
+        }),
         config_version: settings.config_version,
     };
     let ttl = shared.config.heartbeat_ttl();

@@ -65,6 +65,9 @@ async fn start(State(shared): State<Shared>, Json(request): Json<StartSession>) 
         Err(error @ StartError::Full { .. }) => {
             error_response(StatusCode::SERVICE_UNAVAILABLE, "worker_full", error.to_string())
         }
+        Err(error @ StartError::Orphaned) => {
+            error_response(StatusCode::SERVICE_UNAVAILABLE, "worker_orphaned", error.to_string())
+        }
         Err(error @ (StartError::NotRequested(_) | StartError::AlreadyHeld)) => {
             error_response(StatusCode::CONFLICT, "session_not_startable", error.to_string())
         }

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     fence: Arc<AtomicI64>,
     pub(crate) settings: Arc<settings::Live>,
     pub(crate) traffic: load::Traffic,
+    /// Set once the supervising process is gone; see [`WorkerConfig::parent`].
+    pub(crate) orphaned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {
@@ -97,6 +99,7 @@ impl Worker {
             fence: Arc::new(AtomicI64::new(fence)),
             settings,
             traffic: load::Traffic::default(),
+            orphaned: Arc::default(),
             tokens: TokenStore::new(coord.clone()),
             policies: rdp_proxy_policy::PolicyCache::default(),
             metrics: Arc::new(metrics::Metrics::new()),

@@ -104,6 +104,8 @@ pub(crate) enum StartError {
     },
     #[error("this worker holds {held} sessions, its limit")]
     Full { held: usize },
+    #[error("this worker lost its supervisor and takes no new sessions")]
+    Orphaned,
     #[error("storage failed: {0}")]
     Store(#[source] StoreError),
 }
@@ -121,6 +123,9 @@ pub(crate) async fn start(shared: &Shared, request: StartSession) -> Result<Sess
             served,
             requested: request.org_id,
         });
+    }
+    if shared.orphaned.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(StartError::Orphaned);
     }
     let held = shared.registry.len();
     if held >= usize::try_from(shared.settings.get().max_sessions).unwrap_or(usize::MAX) {
