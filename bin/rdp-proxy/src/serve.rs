@@ -43,7 +43,7 @@ pub(crate) struct CommonArgs {
     #[command(flatten)]
     pub(crate) database: DatabaseArgs,
     /// Redis URL, e.g. redis://127.0.0.1:6379/0.
-    #[arg(long, env = "RDP_PROXY_REDIS_URL")]
+    #[arg(long, env = "RDP_PROXY_REDIS_URL", hide_env_values = true)]
     pub(crate) redis_url: String,
     /// Secret shared by the control plane and workers for internal requests (at least 16 characters).
     #[arg(long, env = "RDP_PROXY_CLUSTER_SECRET", hide_env_values = true)]

@@ -51,7 +51,7 @@ pub(crate) async fn place_and_start(
     Err(last.unwrap_or_else(|| DispatchError::NoWorker("no ranked worker answered".into())))
 }
 
-/// Summarises why every candidate was filtered out, e.g. "2 draining, 1 other organisation".
+/// Summarises why every candidate was filtered out, e.g. "node draining: 2, full: 1".
 fn no_worker_reason(decision: &rdp_proxy_core::placement::Decision) -> String {
     use rdp_proxy_core::placement::Rejection;
     if decision.filtered.is_empty() {
@@ -76,7 +76,7 @@ fn no_worker_reason(decision: &rdp_proxy_core::placement::Decision) -> String {
     if counts.is_empty() {
         return "no worker may serve this organisation".into();
     }
-    let parts: Vec<String> = counts.into_iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+    let parts: Vec<String> = counts.into_iter().map(|(reason, n)| format!("{reason}: {n}")).collect();
     format!("no worker can take the session ({})", parts.join(", "))
 }
 

@@ -46,6 +46,11 @@ impl ApiError {
         )
     }
 
+    /// Not found in the cluster, for the operator's cluster API, which spans organisations.
+    pub fn not_found_in_cluster(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }

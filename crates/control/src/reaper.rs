@@ -157,7 +157,10 @@ async fn sweep_nodes(state: &AppState, missing_since: &mut HashMap<NodeId, Insta
         if silent < state.config.lost_grace {
             continue;
         }
-        let reason = format!("the node agent sent no report for {} s", silent.as_secs());
+        let reason = match node.last_report_at {
+            Some(at) => format!("the node agent sent no report since {at}"),
+            None => "the node agent never reported".to_owned(),
+        };
         if state.store.mark_node_down(node.id, &reason).await? {
             tracing::warn!(node.id = %node.id, node.name = %node.name, reason, "Node down");
         }

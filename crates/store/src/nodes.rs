@@ -326,19 +326,21 @@ impl Store {
         row.as_ref().map(node_from_row).transpose()
     }
 
-    /// Stops new sessions on a node (`drain = true`) or allows them again. Held sessions stay.
-    pub async fn set_node_drain(&self, id: NodeId, drain: bool) -> Result<NodeRecord, StoreError> {
+    /// Stops new sessions on a node (`drain = true`, recording `by` in the reason) or allows
+    /// them again. Held sessions stay.
+    pub async fn set_node_drain(&self, id: NodeId, drain: bool, by: &str) -> Result<NodeRecord, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE nodes SET drain_requested = $2,
                 state = CASE WHEN state IN ('ready', 'draining')
                              THEN CASE WHEN $2 THEN 'draining' ELSE 'ready' END ELSE state END,
                 state_changed_at = now(),
-                state_reason = CASE WHEN $2 THEN 'drained by an operator' ELSE NULL END
+                state_reason = CASE WHEN $2 THEN 'drained by ' || $3 ELSE NULL END
              WHERE id = $1 AND state <> 'revoked'
              RETURNING {NODE_COLUMNS}"
         ))
         .bind(id.0)
         .bind(drain)
+        .bind(by)
         .fetch_optional(self.pool())
         .await?;
         match row {
@@ -360,18 +362,23 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Revokes a node and every certificate it was issued; returns the serials now refused.
+    /// Revokes a node and every certificate it was issued; returns the serials now refused. A
+    /// node revoked before answers `Conflict`, keeping who revoked it and when.
     pub async fn revoke_node(&self, id: NodeId, reason: &str) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
-            "UPDATE nodes SET state = 'revoked', state_reason = $2, state_changed_at = now() WHERE id = $1",
+            "UPDATE nodes SET state = 'revoked', state_reason = $2, state_changed_at = now()
+             WHERE id = $1 AND state <> 'revoked'",
         )
         .bind(id.0)
         .bind(reason)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "node" });
+            return Err(match fetch_node(&mut *tx, id).await? {
+                None => StoreError::NotFound { what: "node" },
+                Some(_) => StoreError::Conflict("the node is already revoked".into()),
+            });
         }
         let serials = sqlx::query_scalar(
             "UPDATE node_certificates SET revoked_at = COALESCE(revoked_at, now()) WHERE node_id = $1 RETURNING serial",

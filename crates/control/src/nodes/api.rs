@@ -109,10 +109,13 @@ async fn join(
         .validate()
         .map_err(|error| unprocessable("invalid_figures", format!("capabilities: {error}")))?;
     validate_labels(&request.labels).map_err(|error| unprocessable("invalid_labels", error))?;
-    if request.agent_version.is_empty() || request.agent_version.len() > 64 {
+    if request.agent_version.is_empty()
+        || request.agent_version.len() > 64
+        || request.agent_version.chars().any(char::is_control)
+    {
         return Err(unprocessable(
             "invalid_version",
-            "agent_version must be 1-64 characters".into(),
+            "agent_version must be 1-64 printable characters".into(),
         ));
     }
     let now = OffsetDateTime::now_utc();
@@ -297,7 +300,15 @@ async fn report(
         tracing::warn!(node.id = %node.id, error = %error, "Node reported absurd capabilities");
         unprocessable("invalid_figures", format!("capabilities: {error}"))
     })?;
-    if report.services.len() > 8
+    let printable = |text: &str| !text.chars().any(char::is_control);
+    let texts_printable = printable(&report.agent_version)
+        && report.services.iter().all(|service| {
+            service.version.as_deref().is_none_or(printable)
+                && service.last_exit.as_deref().is_none_or(printable)
+                && service.address.as_deref().is_none_or(printable)
+        });
+    if !texts_printable
+        || report.services.len() > 8
         || report.agent_version.is_empty()
         || report.agent_version.len() > 64
         || report.services.iter().any(|service| {
@@ -307,7 +318,7 @@ async fn report(
     {
         return Err(unprocessable(
             "invalid_report",
-            "at most 8 services, versions of 1-64 characters and exit descriptions of at most 200".into(),
+            "at most 8 services, versions of 1-64 printable characters and exit descriptions of at most 200".into(),
         ));
     }
     let config = latest_config(&state).await?;

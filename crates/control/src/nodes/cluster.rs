@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use rdp_proxy_core::node::wire::{ConfigDocument, NodeConfig};
 use rdp_proxy_core::node::{NodeOwner, ServiceKind};
 use rdp_proxy_core::placement::Decision;
@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 
 use super::{MAX_JOIN_TOKEN_TTL, TokenRequest, create_join_token, validate_labels};
 use crate::dispatch::{self, SessionCommand};
+use crate::extract::{Json, Path, Query};
 use crate::{ApiError, AppState};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -135,7 +136,7 @@ async fn new_join_token(
     let owner = match body.org_id {
         Some(org) => {
             if !state.store.org_exists(org).await? {
-                return Err(ApiError::not_found("organisation"));
+                return Err(ApiError::not_found_in_cluster("organisation"));
             }
             NodeOwner::Org(org)
         }
@@ -257,9 +258,16 @@ async fn get_node(
     Path(id): Path<NodeId>,
 ) -> Result<Json<NodeView>, ApiError> {
     require_operator(&state, &headers)?;
-    let node = state.store.node(id).await?.ok_or_else(|| ApiError::not_found("node"))?;
+    let node = state
+        .store
+        .node(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found_in_cluster("node"))?;
     let mut views = node_views(&state, vec![node]).await?;
-    views.pop().map(Json).ok_or_else(|| ApiError::not_found("node"))
+    views
+        .pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found_in_cluster("node"))
 }
 
 async fn drain_node(
@@ -268,7 +276,7 @@ async fn drain_node(
     Path(id): Path<NodeId>,
 ) -> Result<Json<NodeRow>, ApiError> {
     require_operator(&state, &headers)?;
-    set_drain(&state, id, true).await.map(Json)
+    set_drain(&state, id, true, "an operator").await.map(Json)
 }
 
 async fn resume_node(
@@ -277,16 +285,17 @@ async fn resume_node(
     Path(id): Path<NodeId>,
 ) -> Result<Json<NodeRow>, ApiError> {
     require_operator(&state, &headers)?;
-    set_drain(&state, id, false).await.map(Json)
+    set_drain(&state, id, false, "an operator").await.map(Json)
 }
 
-pub(crate) async fn set_drain(state: &AppState, id: NodeId, drain: bool) -> Result<NodeRow, ApiError> {
+pub(crate) async fn set_drain(state: &AppState, id: NodeId, drain: bool, by: &str) -> Result<NodeRow, ApiError> {
     let node = state
         .store
-        .set_node_drain(id, drain)
+        .set_node_drain(id, drain, by)
         .await
         .map_err(|error| match error {
             StoreError::Conflict(message) => ApiError::conflict("node_revoked", message),
+            StoreError::NotFound { .. } => ApiError::not_found_in_cluster("node"),
             other => other.into(),
         })?;
     tracing::info!(node.id = %id, drain, state = %node.state, "Node drain changed");
@@ -312,7 +321,11 @@ async fn revoke_node(
 /// Revokes a node: its certificates are refused from now on (this instance at once, others
 /// within their refresh interval), and the sessions its workers hold are terminated.
 pub(crate) async fn revoke(state: &AppState, id: NodeId, reason: &str) -> Result<RevokeView, ApiError> {
-    let serials = state.store.revoke_node(id, reason).await?;
+    let serials = state.store.revoke_node(id, reason).await.map_err(|error| match error {
+        StoreError::Conflict(message) => ApiError::conflict("node_revoked", message),
+        StoreError::NotFound { .. } => ApiError::not_found_in_cluster("node"),
+        other => other.into(),
+    })?;
     for serial in &serials {
         state.authority.revocations.insert(serial);
     }
@@ -340,7 +353,11 @@ pub(crate) async fn revoke(state: &AppState, id: NodeId, reason: &str) -> Result
         }
         ended += 1;
     }
-    let node = state.store.node(id).await?.ok_or_else(|| ApiError::not_found("node"))?;
+    let node = state
+        .store
+        .node(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found_in_cluster("node"))?;
     tracing::warn!(node.id = %id, certificates = serials.len(), sessions = ended, reason, "Node revoked");
     Ok(RevokeView {
         node: node.into(),
@@ -357,6 +374,7 @@ async fn remove_node(
     require_operator(&state, &headers)?;
     state.store.remove_node(id).await.map_err(|error| match error {
         StoreError::Conflict(message) => ApiError::conflict("node_not_revoked", message),
+        StoreError::NotFound { .. } => ApiError::not_found_in_cluster("node"),
         other => other.into(),
     })?;
     tracing::info!(node.id = %id, "Node removed");
@@ -380,6 +398,12 @@ async fn put_config(
     Json(body): Json<serde_json::Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_operator(&state, &headers)?;
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_config",
+            "the configuration must be one JSON object",
+        ));
+    }
     let config: NodeConfig = serde_json::from_value(body)
         .map_err(|error| ApiError::bad_request("invalid_config", format!("not a node configuration: {error}")))?;
     config
@@ -403,6 +427,9 @@ async fn explain_placement(
     Query(query): Query<PlacementQuery>,
 ) -> Result<Json<Decision>, ApiError> {
     require_operator(&state, &headers)?;
+    if !state.store.org_exists(query.org).await? {
+        return Err(ApiError::not_found_in_cluster("organisation"));
+    }
     let placement = super::placement::decide(&state, query.org).await.map_err(|error| {
         tracing::warn!(error = %error, "Could not gather placement candidates");
         ApiError::unavailable("placement_unavailable", error.to_string())

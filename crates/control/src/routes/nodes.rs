@@ -90,7 +90,7 @@ pub(crate) async fn drain_node(
     Path(id): Path<NodeId>,
 ) -> Result<axum::Json<cluster::NodeRow>, ApiError> {
     own_node(&state, &caller, id).await?;
-    let node = cluster::set_drain(&state, id, true).await?;
+    let node = cluster::set_drain(&state, id, true, caller.name()).await?;
     audit_node(&state, &caller, "node.drain", id).await;
     Ok(axum::Json(node))
 }
@@ -104,7 +104,7 @@ pub(crate) async fn resume_node(
     Path(id): Path<NodeId>,
 ) -> Result<axum::Json<cluster::NodeRow>, ApiError> {
     own_node(&state, &caller, id).await?;
-    let node = cluster::set_drain(&state, id, false).await?;
+    let node = cluster::set_drain(&state, id, false, caller.name()).await?;
     audit_node(&state, &caller, "node.resume", id).await;
     Ok(axum::Json(node))
 }

@@ -214,7 +214,7 @@ pub(crate) async fn create_session(
         state.store.transition(caller.org, record.id, change).await?;
         return Err(ApiError::unavailable(
             "no_worker",
-            format!("{reason}; retry when a worker is running"),
+            format!("{reason}; retry later or ask the operator to add capacity"),
         ));
     }
     let record = state.store.get_session(caller.org, record.id).await?;
