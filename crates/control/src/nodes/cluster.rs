@@ -107,6 +107,13 @@ pub(crate) async fn issue_join_token(
     if services.is_empty() {
         return Err(ApiError::bad_request("invalid_services", "name at least one service"));
     }
+    // NOTE: the agent runs only workers so far; relays and connectors come with their services.
+    if let Some(unavailable) = services.iter().find(|service| **service != ServiceKind::Worker) {
+        return Err(ApiError::bad_request(
+            "invalid_services",
+            format!("the {unavailable} service is not available yet; nodes run the worker only"),
+        ));
+    }
     let (token, expires_at) = create_join_token(
         &state.store,
         &state.authority,
