@@ -225,6 +225,19 @@ async fn nodes_join_once_and_are_known_by_their_certificates() -> Result<()> {
         .post(&format!("/api/v1/nodes/{cb_id}/resume"), json!({}))
         .await?;
     assert_eq!(resumed["state"], "ready");
+    let audit = admin_b.get("/api/v1/audit").await?;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|record| record["action"].as_str())
+        .collect();
+    for action in ["node.join", "node.drain", "node.resume"] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from B's audit trail: {actions:?}"
+        );
+    }
     let issued = admin_b
         .post("/api/v1/nodes/join-tokens", json!({ "ttl_secs": 600 }))
         .await?;

@@ -19,6 +19,7 @@ use crate::AppState;
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let mut missing = Missing::default();
     let mut redis = RedisWatch::default();
+    let mut rounds: u64 = 0;
     let mut ticker = tokio::time::interval(state.config.sweep_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -36,6 +37,14 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
         } else {
             // Heartbeats could not be renewed or were wiped: silence counts from now on.
             missing = Missing::default();
+        }
+        rounds += 1;
+        if rounds.is_multiple_of(PRUNE_EVERY_ROUNDS) {
+            match state.store.prune_worker_registrations(KEEP_ENDED_WORKERS).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "Pruned registrations of workers that ended long ago"),
+                Err(error) => tracing::warn!(error = %error, "Could not prune old worker registrations"),
+            }
         }
         if let Err(error) = fail_undispatched(&state).await {
             tracing::warn!(error = %error, "Sweep of undispatched sessions failed; retrying next interval");
@@ -74,6 +83,11 @@ impl RedisWatch {
         }
     }
 }
+
+/// Registrations of ended workers are kept this long, for diagnosis, then deleted.
+const KEEP_ENDED_WORKERS: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// Sweep rounds between two prunings (an hour at the default one-second interval).
+const PRUNE_EVERY_ROUNDS: u64 = 3600;
 
 /// Since when this instance has seen no heartbeat of each worker and no report of each node.
 #[derive(Default)]

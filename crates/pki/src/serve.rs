@@ -90,6 +90,11 @@ pub async fn serve(
                 log_task_end(finished);
             }
             accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) if connections.len() >= MAX_CONNECTIONS => {
+                    // Dropping the stream closes it; agents retry with backoff.
+                    tracing::warn!(%local, %remote, limit = MAX_CONNECTIONS, "refused a connection: too many open");
+                    drop(stream);
+                }
                 Ok((stream, remote)) => {
                     let connection = Connection {
                         acceptor: acceptor.clone(),
@@ -127,13 +132,24 @@ pub async fn serve(
     Ok(())
 }
 
+/// Connections served at once; more are closed as soon as they are accepted, so slow or idle
+/// clients cannot use up the process's file descriptors.
+pub const MAX_CONNECTIONS: usize = 2048;
+
+/// Ping interval on idle HTTP/2 connections, and how long a ping may go unanswered.
+const HTTP2_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(HTTP2_KEEP_ALIVE))
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE);
     builder
 }
 

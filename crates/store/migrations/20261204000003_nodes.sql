@@ -92,7 +92,8 @@ CREATE INDEX workers_node ON workers (node_id);
 
 ALTER TABLE sessions ADD COLUMN worker_fence bigint;
 
-GRANT SELECT, INSERT, UPDATE ON cluster_ca, node_certificates, join_tokens, workers TO rdp_proxy_service;
+GRANT SELECT, INSERT, UPDATE ON cluster_ca, node_certificates, join_tokens TO rdp_proxy_service;
+GRANT SELECT, INSERT, UPDATE, DELETE ON workers TO rdp_proxy_service;
 GRANT SELECT, INSERT, UPDATE, DELETE ON nodes TO rdp_proxy_service;
 GRANT SELECT, INSERT ON node_config TO rdp_proxy_service;
 GRANT USAGE ON SEQUENCE worker_fence_seq, node_config_version_seq TO rdp_proxy_service;

@@ -477,6 +477,17 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Deletes registrations of workers that ended (lost or stopped) more than `older_than` ago;
+    /// returns how many. Their fencing numbers can no longer matter: their sessions are final.
+    pub async fn prune_worker_registrations(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM workers WHERE state <> 'live' AND ended_at < now() - make_interval(secs => $1)")
+                .bind(older_than.as_secs_f64())
+                .execute(self.pool())
+                .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Workers that ran on `node`.
     pub async fn node_workers(&self, node: NodeId) -> Result<Vec<WorkerRegistration>, StoreError> {
         let rows = sqlx::query("SELECT id, node_id, fence, state FROM workers WHERE node_id = $1")

@@ -196,3 +196,62 @@ async fn fencing_token_never_goes_back() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_of_a_lost_worker_are_fenced() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let worker = WorkerId::new_random();
+    let fence = f.store.register_worker(worker, None).await?;
+    let mut claim = to(SessionState::Connecting, EventKind::Connecting)
+        .expect_version(1)
+        .held_by(worker, fence);
+    claim.worker = Some(worker);
+    let record = f.store.transition(f.org, f.session.id, claim).await?;
+    assert_eq!(record.worker_fence, Some(fence));
+
+    // Another live worker cannot write to a session it does not hold.
+    let other = WorkerId::new_random();
+    let other_fence = f.store.register_worker(other, None).await?;
+    let stolen = f
+        .store
+        .transition(
+            f.org,
+            f.session.id,
+            to(SessionState::Detached, EventKind::Connected).held_by(other, other_fence),
+        )
+        .await;
+    assert!(matches!(stolen, Err(StoreError::StaleFence { .. })), "{stolen:?}");
+
+    // Declared lost: its writes are refused, and registering again does not revive the claim.
+    assert!(f.store.end_worker(worker, true, "no heartbeat").await?);
+    let late = f
+        .store
+        .transition(
+            f.org,
+            f.session.id,
+            to(SessionState::Detached, EventKind::Connected).held_by(worker, fence),
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::StaleFence { .. })), "{late:?}");
+    let again = f.store.register_worker(worker, None).await?;
+    assert!(again > fence);
+    let revived = f
+        .store
+        .transition(
+            f.org,
+            f.session.id,
+            to(SessionState::Detached, EventKind::Connected).held_by(worker, again),
+        )
+        .await;
+    assert!(matches!(revived, Err(StoreError::StaleFence { .. })), "{revived:?}");
+    let unchanged = f.store.get_session(f.org, f.session.id).await?;
+    assert_eq!(unchanged.state, SessionState::Connecting);
+
+    // Pruning deletes only registrations that ended.
+    assert!(f.store.end_worker(other, false, "stopped").await?);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(f.store.prune_worker_registrations(std::time::Duration::ZERO).await?, 1);
+    assert!(f.store.worker_registration(other).await?.is_none());
+    assert!(f.store.worker_registration(worker).await?.is_some_and(|r| r.live));
+    Ok(())
+}

@@ -188,6 +188,15 @@ async fn join(
     };
     let certificate = issued.ok_or_else(|| NodeError::store(&StoreError::Corrupt("no certificate issued".into())))?;
     tracing::info!(node.id = %node.id, node.name = %node.name, node.owner = %node.owner, "Node joined");
+    super::audit_node_event(
+        &state.store,
+        node.owner,
+        "node.join",
+        node.id,
+        &format!("node {}", node.name),
+        serde_json::json!({ "name": node.name, "serial": certificate.serial }),
+    )
+    .await;
     Ok(Json(JoinResponse {
         node_id: node.id,
         owner: node.owner,

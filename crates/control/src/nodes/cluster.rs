@@ -150,6 +150,14 @@ async fn new_join_token(
         None => NodeOwner::Platform,
     };
     let view = issue_join_token(&state, owner, body, "operator".into()).await?;
+    if let NodeOwner::Org(org) = owner {
+        let entry = rdp_proxy_store::AuditEntry::new("node.join_token", "node", rdp_proxy_core::audit::Outcome::Ok)
+            .actor(rdp_proxy_core::audit::ActorKind::System, None, Some("operator".into()))
+            .details(serde_json::json!({ "expires_at": view.expires_at.to_string() }));
+        if let Err(error) = state.store.audit(org, &entry).await {
+            tracing::error!(error = %error, org.id = %org, "Could not write an audit record");
+        }
+    }
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -283,7 +291,17 @@ async fn drain_node(
     Path(id): Path<NodeId>,
 ) -> Result<Json<NodeRow>, ApiError> {
     require_operator(&state, &headers)?;
-    set_drain(&state, id, true, "an operator").await.map(Json)
+    let node = set_drain(&state, id, true, "an operator").await?;
+    super::audit_node_event(
+        &state.store,
+        node.owner,
+        "node.drain",
+        id,
+        "operator",
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(Json(node))
 }
 
 async fn resume_node(
@@ -292,7 +310,17 @@ async fn resume_node(
     Path(id): Path<NodeId>,
 ) -> Result<Json<NodeRow>, ApiError> {
     require_operator(&state, &headers)?;
-    set_drain(&state, id, false, "an operator").await.map(Json)
+    let node = set_drain(&state, id, false, "an operator").await?;
+    super::audit_node_event(
+        &state.store,
+        node.owner,
+        "node.resume",
+        id,
+        "operator",
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(Json(node))
 }
 
 pub(crate) async fn set_drain(state: &AppState, id: NodeId, drain: bool, by: &str) -> Result<NodeRow, ApiError> {
@@ -322,7 +350,17 @@ async fn revoke_node(
     Path(id): Path<NodeId>,
 ) -> Result<Json<RevokeView>, ApiError> {
     require_operator(&state, &headers)?;
-    revoke(&state, id, "revoked by an operator").await.map(Json)
+    let view = revoke(&state, id, "revoked by an operator").await?;
+    super::audit_node_event(
+        &state.store,
+        view.node.owner,
+        "node.revoke",
+        id,
+        "operator",
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(Json(view))
 }
 
 /// Revokes a node: its certificates are refused from now on (this instance at once, others
@@ -379,12 +417,24 @@ async fn remove_node(
     Path(id): Path<NodeId>,
 ) -> Result<StatusCode, ApiError> {
     require_operator(&state, &headers)?;
+    let owner = state.store.node(id).await?.map(|node| node.owner);
     state.store.remove_node(id).await.map_err(|error| match error {
         StoreError::Conflict(message) => ApiError::conflict("node_not_revoked", message),
         StoreError::NotFound { .. } => ApiError::not_found_in_cluster("node"),
         other => other.into(),
     })?;
     tracing::info!(node.id = %id, "Node removed");
+    if let Some(owner) = owner {
+        super::audit_node_event(
+            &state.store,
+            owner,
+            "node.remove",
+            id,
+            "operator",
+            serde_json::json!({}),
+        )
+        .await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

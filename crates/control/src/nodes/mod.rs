@@ -80,6 +80,27 @@ impl Authority {
     }
 }
 
+/// Appends a record to the audit trail of the organisation that owns a customer-managed node,
+/// for changes made by the operator or the node itself; platform nodes have no organisation
+/// trail and are only logged.
+pub(crate) async fn audit_node_event(
+    store: &Store,
+    owner: rdp_proxy_core::node::NodeOwner,
+    action: &str,
+    node: rdp_proxy_core::NodeId,
+    actor: &str,
+    details: serde_json::Value,
+) {
+    let Some(org) = owner.org() else { return };
+    let entry = rdp_proxy_store::AuditEntry::new(action, "node", rdp_proxy_core::audit::Outcome::Ok)
+        .actor(rdp_proxy_core::audit::ActorKind::System, None, Some(actor.to_owned()))
+        .object(node.0)
+        .details(details);
+    if let Err(error) = store.audit(org, &entry).await {
+        tracing::error!(error = %error, node.id = %node, action, "Could not write an audit record");
+    }
+}
+
 /// Fields of a new join token.
 pub(crate) struct TokenRequest {
     pub(crate) owner: NodeOwner,
