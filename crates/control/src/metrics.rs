@@ -73,16 +73,19 @@ impl Metrics {
 }
 
 /// `GET /metrics`: the text exposition, for a scraper holding the cluster secret.
-pub(crate) async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// Compares the request's `Authorization: Bearer` value with `expected` in constant time.
+pub(crate) fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let expected = state.config.cluster_secret.as_bytes();
-    let matches = presented.len() == expected.len()
-        && presented.bytes().zip(expected).fold(0_u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if !matches {
+    let expected = expected.as_bytes();
+    presented.len() == expected.len() && presented.bytes().zip(expected).fold(0_u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+pub(crate) async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !bearer_matches(&headers, &state.config.cluster_secret) {
         return crate::ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",

@@ -192,7 +192,7 @@ async fn join(
         &state.store,
         node.owner,
         "node.join",
-        node.id,
+        Some(node.id),
         &format!("node {}", node.name),
         serde_json::json!({ "name": node.name, "serial": certificate.serial }),
     )
@@ -205,7 +205,7 @@ async fn join(
     }))
 }
 
-/// The node behind a client certificate, refused when the certificate is missing or revoked,
+/// Returns the node behind a client certificate, rejected when the certificate is missing or revoked,
 /// or the node was revoked or removed.
 async fn authenticated_node(state: &AppState, peer: &PeerCertificate) -> Result<NodeRecord, NodeError> {
     let Some(peer) = &peer.0 else {
@@ -373,7 +373,7 @@ async fn report(
     }))
 }
 
-/// The newest configuration document; one that no longer parses is skipped with a warning.
+/// Returns the newest configuration document; one that no longer parses is skipped with a warning.
 pub(crate) async fn latest_config(state: &AppState) -> Result<Option<ConfigDocument>, NodeError> {
     let Some((version, body)) = state
         .store

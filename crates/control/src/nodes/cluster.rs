@@ -45,15 +45,7 @@ pub(crate) fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<
             "the cluster API is off; start the control plane with --operator-token",
         ));
     };
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let expected = expected.as_bytes();
-    let matches = presented.len() == expected.len()
-        && presented.bytes().zip(expected).fold(0_u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if matches {
+    if crate::metrics::bearer_matches(headers, expected) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -150,14 +142,8 @@ async fn new_join_token(
         None => NodeOwner::Platform,
     };
     let view = issue_join_token(&state, owner, body, "operator".into()).await?;
-    if let NodeOwner::Org(org) = owner {
-        let entry = rdp_proxy_store::AuditEntry::new("node.join_token", "node", rdp_proxy_core::audit::Outcome::Ok)
-            .actor(rdp_proxy_core::audit::ActorKind::System, None, Some("operator".into()))
-            .details(serde_json::json!({ "expires_at": view.expires_at.to_string() }));
-        if let Err(error) = state.store.audit(org, &entry).await {
-            tracing::error!(error = %error, org.id = %org, "Could not write an audit record");
-        }
-    }
+    let details = serde_json::json!({ "expires_at": view.expires_at.to_string() });
+    super::audit_node_event(&state.store, owner, "node.join_token", None, "operator", details).await;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -296,7 +282,7 @@ async fn drain_node(
         &state.store,
         node.owner,
         "node.drain",
-        id,
+        Some(id),
         "operator",
         serde_json::json!({}),
     )
@@ -315,7 +301,7 @@ async fn resume_node(
         &state.store,
         node.owner,
         "node.resume",
-        id,
+        Some(id),
         "operator",
         serde_json::json!({}),
     )
@@ -355,7 +341,7 @@ async fn revoke_node(
         &state.store,
         view.node.owner,
         "node.revoke",
-        id,
+        Some(id),
         "operator",
         serde_json::json!({}),
     )
@@ -429,7 +415,7 @@ async fn remove_node(
             &state.store,
             owner,
             "node.remove",
-            id,
+            Some(id),
             "operator",
             serde_json::json!({}),
         )

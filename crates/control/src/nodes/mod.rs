@@ -87,17 +87,19 @@ pub(crate) async fn audit_node_event(
     store: &Store,
     owner: rdp_proxy_core::node::NodeOwner,
     action: &str,
-    node: rdp_proxy_core::NodeId,
+    node: Option<rdp_proxy_core::NodeId>,
     actor: &str,
     details: serde_json::Value,
 ) {
     let Some(org) = owner.org() else { return };
-    let entry = rdp_proxy_store::AuditEntry::new(action, "node", rdp_proxy_core::audit::Outcome::Ok)
+    let mut entry = rdp_proxy_store::AuditEntry::new(action, "node", rdp_proxy_core::audit::Outcome::Ok)
         .actor(rdp_proxy_core::audit::ActorKind::System, None, Some(actor.to_owned()))
-        .object(node.0)
         .details(details);
+    if let Some(node) = node {
+        entry = entry.object(node.0);
+    }
     if let Err(error) = store.audit(org, &entry).await {
-        tracing::error!(error = %error, node.id = %node, action, "Could not write an audit record");
+        tracing::error!(error = %error, org.id = %org, action, "Could not write an audit record");
     }
 }
 
@@ -110,7 +112,7 @@ pub(crate) struct TokenRequest {
     pub(crate) created_by: String,
 }
 
-/// Longest a join token may live.
+/// Maximum lifetime of a join token.
 pub(crate) const MAX_JOIN_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Creates a single-use join token: `rpj1_<CA fingerprint>_<secret>`. The fingerprint lets the
