@@ -97,7 +97,7 @@ async fn refused_join(stack: &Stack, name: &str, token: &str, org: Option<&str>)
     Ok(log)
 }
 
-/// An HTTP client that presents the agent's node certificate.
+/// Builds an HTTP client that presents the agent's node certificate.
 fn node_client(agent: &Agent) -> Result<reqwest::Client> {
     let config = rdp_proxy_pki::client_config(
         &agent.file("ca.crt")?,
@@ -344,7 +344,7 @@ async fn nodes_join_once_and_are_known_by_their_certificates() -> Result<()> {
     Ok(())
 }
 
-/// The node each session runs on, by worker id.
+/// Returns the name of the node a session runs on.
 async fn placed_on(cluster: &Cluster, api: &Api, session: &str) -> Result<String> {
     let view = api.session(session).await?;
     let worker = str_of(&view, "worker_id")?.to_owned();

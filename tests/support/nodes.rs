@@ -20,7 +20,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// The node id the agent stored after joining.
+    /// Returns the node id the agent stored after joining.
     pub fn node_id(&self) -> Result<String> {
         let raw = std::fs::read_to_string(self.data_dir.join("node.json"))
             .with_context(|| format!("agent {} has no node.json yet", self.name))?;
@@ -211,7 +211,7 @@ impl Cluster {
     }
 }
 
-/// The first running worker of a node view: its id and the PID the agent reported.
+/// Returns the first running worker of a node view: its id and the PID the agent reported.
 pub fn node_worker(node: &Value) -> Option<(String, u32)> {
     let id = node["workers"].as_array()?.first()?["id"].as_str()?.to_owned();
     let pid = node["services"]

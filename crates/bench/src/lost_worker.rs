@@ -19,7 +19,7 @@ use crate::report::{Row, TimeUnit, Timings, format_summary};
 const SESSIONS: usize = 2;
 /// How often the state is sampled after the kill.
 const POLL: Duration = Duration::from_millis(20);
-/// Longest a run waits for the sessions to be marked lost.
+/// Maximum time a run waits for the sessions to be marked lost.
 const LIMIT: Duration = Duration::from_secs(60);
 /// Heartbeat interval and lost-worker grace period of the test stack (`tests/support/stack.rs`).
 const HEARTBEAT: Duration = Duration::from_millis(500);

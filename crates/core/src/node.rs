@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{NodeId, OrgId};
 
-/// Who runs a node. A customer-managed node carries only its own organisation's sessions.
+/// Owner of a node. A customer-managed node carries only its own organisation's sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "org_id", rename_all = "snake_case")]
 pub enum NodeOwner {
@@ -18,7 +18,7 @@ pub enum NodeOwner {
 }
 
 impl NodeOwner {
-    /// The organisation a customer-managed node is scoped to.
+    /// Returns the organisation a customer-managed node is scoped to.
     pub fn org(self) -> Option<OrgId> {
         match self {
             Self::Platform => None,
@@ -30,7 +30,7 @@ impl NodeOwner {
         org.map_or(Self::Platform, Self::Org)
     }
 
-    /// Whether a session of `org` may run on a node with this owner.
+    /// Returns whether a session of `org` may run on a node with this owner.
     pub fn may_serve(self, org: OrgId) -> bool {
         match self {
             Self::Platform => true,
@@ -134,7 +134,7 @@ impl std::str::FromStr for ServiceKind {
     }
 }
 
-/// What a node could run, measured by its agent.
+/// Capabilities of a node: what it could run, measured by its agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Capabilities {
     pub cores: u32,
@@ -148,7 +148,7 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Whether the node could run `service` at all.
+    /// Returns whether the node could run `service` at all.
     pub fn supports(&self, service: ServiceKind) -> bool {
         match service {
             ServiceKind::Worker => self.rdp,
@@ -257,7 +257,7 @@ fn check_fraction(value: f64, field: &'static str) -> Result<(), FigureError> {
     check(value.is_finite() && (0.0..=1.0).contains(&value), field, value)
 }
 
-/// What the agent knows about one supervised service.
+/// The agent's report on one supervised service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceRun {
@@ -295,7 +295,7 @@ pub mod wire {
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct JoinRequest {
         pub token: String,
-        /// Name the node asks for; unique in the cluster.
+        /// Name the node requests; unique per owner.
         pub name: String,
         /// PKCS#10 request for the node's key, PEM.
         pub csr_pem: String,
@@ -341,7 +341,7 @@ pub mod wire {
         pub config_version: Option<i64>,
     }
 
-    /// The control plane's answer to a report: what the node should be doing.
+    /// The control plane's reply to a report: what the node should be doing.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct NodeInstructions {
         pub node_id: NodeId,

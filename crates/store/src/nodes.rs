@@ -1,5 +1,5 @@
 //! Nodes, join tokens, node certificates, configuration documents, the cluster CA and worker
-//! fencing numbers. These are cluster rows: callers that answer an organisation filter by owner.
+//! fencing numbers. These are cluster rows: callers serving one organisation filter by owner.
 
 use std::collections::BTreeMap;
 
@@ -52,7 +52,7 @@ pub struct NewJoinToken {
     pub expires_at: OffsetDateTime,
 }
 
-/// What a redeemed join token grants.
+/// Grant of a redeemed join token: owner, labels and services.
 #[derive(Debug, Clone)]
 pub struct JoinGrant {
     pub token_id: uuid::Uuid,
@@ -61,7 +61,7 @@ pub struct JoinGrant {
     pub enabled_services: Vec<ServiceKind>,
 }
 
-/// Why a join token was refused.
+/// Reason a join token was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinRefusal {
     Unknown,
@@ -191,7 +191,7 @@ impl Store {
         };
         let id = NodeId::new_random();
         let node = check(&grant, id).map_err(JoinError::Rejected)?;
-        // The operator's labels on the token win over what the node asks for.
+        // The operator's labels on the token win over the labels the node requests.
         let mut labels = node.labels.clone();
         labels.extend(grant.labels.clone());
         sqlx::query(
@@ -269,7 +269,7 @@ impl Store {
         fetch_node(self.pool(), id).await
     }
 
-    /// All nodes, or only those of one owner.
+    /// Lists all nodes, or only those of one owner.
     pub async fn nodes(&self, owner: Option<NodeOwner>) -> Result<Vec<NodeRecord>, StoreError> {
         let sql = match owner {
             None => format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY name"),
@@ -363,7 +363,7 @@ impl Store {
     }
 
     /// Revokes a node and every certificate it was issued; returns the serials now refused. A
-    /// node revoked before answers `Conflict`, keeping who revoked it and when.
+    /// node revoked before returns `Conflict`, keeping who revoked it and when.
     pub async fn revoke_node(&self, id: NodeId, reason: &str) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
@@ -424,7 +424,7 @@ impl Store {
         )
     }
 
-    /// The newest configuration document, if any was published.
+    /// Returns the newest configuration document, if any was published.
     pub async fn latest_node_config(&self) -> Result<Option<(i64, serde_json::Value)>, StoreError> {
         let row = sqlx::query("SELECT version, body FROM node_config ORDER BY version DESC LIMIT 1")
             .fetch_optional(self.pool())

@@ -51,7 +51,7 @@ impl Smoothed {
     }
 }
 
-/// What the worker knows about its own health when it measures.
+/// Health signals the worker passes to the meter.
 pub(crate) struct Health {
     /// The last heartbeat or reconciliation could not reach Redis or PostgreSQL.
     pub(crate) store_failing: bool,
@@ -120,6 +120,7 @@ mod tests {
         let mut average = Smoothed::default();
         assert!((average.add(0.5) - 0.5).abs() < 1e-9);
         let after_spike = average.add(1.0);
-        assert!(after_spike > 0.5 && after_spike < 0.7, "{after_spike}");
+        assert!(after_spike > 0.5, "{after_spike}");
+        assert!(after_spike < 0.7, "{after_spike}");
     }
 }
